@@ -1,0 +1,59 @@
+"""The Jupyter server extension: configuration, services, routes, start and stop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.utils import url_path_join
+
+from ._version import __version__
+from .config import EnergyOps
+from .handlers import ROUTES
+from .services import Services, build_services
+
+API_BASE = "/energyops/api"
+
+
+class EnergyOpsApp(ExtensionApp):
+    """EnergyOps inside Jupyter Server: REST handlers and the event WebSocket."""
+
+    name = "energyops"
+    description = "EnergyOps: market data, optimization runs and live logs for power-trading desks"
+    version = __version__
+    load_other_extensions = True
+    classes = [EnergyOps]
+
+    services: Services | None = None
+
+    def initialize_settings(self) -> None:
+        config = EnergyOps(parent=self)
+        settings = config.to_settings()
+        self.services = build_services(settings, self.log)
+        self.settings["energyops"] = self.services
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend((url_path_join(API_BASE, path), handler) for path, handler in ROUTES)
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        assert self.services is not None
+        self.services.hub.bind_loop(asyncio.get_running_loop())
+        self._export_kernel_environment()
+        await self.services.start()
+
+    async def stop_extension(self) -> None:
+        if self.services is not None:
+            await self.services.stop()
+            self.services = None
+
+    def _export_kernel_environment(self) -> None:
+        """Kernels inherit the server's environment: tell them how to reach this API."""
+        serverapp = self.serverapp
+        if serverapp is None:
+            return
+        os.environ["ENERGYOPS_URL"] = serverapp.connection_url
+        token = getattr(serverapp.identity_provider, "token", "")
+        if token:
+            os.environ["ENERGYOPS_TOKEN"] = token

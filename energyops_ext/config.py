@@ -1,0 +1,163 @@
+"""Configuration: traitlets with help= (``jupyter energyops --help-all`` lists them).
+
+Precedence: command line > ``jupyter_energyops_config.py`` > environment
+(``ENERGYOPS_DATA_DIR``, ``ENERGYOPS_DB_URL``) > defaults. Services receive a plain, frozen
+``Settings`` so they never depend on traitlets.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from traitlets import Bool, CaselessStrEnum, Float, Integer, Unicode, default
+from traitlets.config import Configurable
+
+MB = 1_000_000
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("ENERGYOPS_DATA_DIR")
+    if env:
+        return Path(env).expanduser().resolve()
+    return Path.home() / ".local" / "share" / "energyops"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    db_url: str
+    sandbox_dir: Path
+    logs_dir: Path
+    files_dir: Path
+    max_upload_bytes: int = 50 * MB
+    max_unpacked_bytes: int = 500 * MB
+    max_test_script_bytes: int = 5 * MB
+    max_model_bytes: int = 10 * MB
+    enforce_test_script_names: bool = True
+    max_concurrent_runs: int = 2
+    run_timeout_s: int = 600
+    max_run_timeout_s: int = 7 * 24 * 3600
+    kill_grace_s: float = 5.0
+    heartbeat_interval_s: float = 10.0
+    log_flush_interval_s: float = 0.5
+    kpi_interval_s: float = 30.0
+    health_interval_s: float = 15.0
+    ws_queue_frames: int = 256
+    ws_ping_interval_s: float = 20.0
+    sandbox_mode: str = "auto"
+    allow_network: bool = False
+    limit_address_space_mb: int = 4096
+    limit_cpu_s: int = 3600
+    limit_open_files: int = 1024
+    limit_file_size_mb: int = 1024
+
+    @classmethod
+    def for_data_dir(cls, data_dir: Path, **overrides: object) -> Settings:
+        """Settings with every path under one data directory (tests, CLI tools)."""
+        data_dir = data_dir.resolve()
+        base: dict[str, object] = {
+            "data_dir": data_dir,
+            "db_url": f"sqlite:///{data_dir / 'energyops.db'}",
+            "sandbox_dir": data_dir / "sandbox",
+            "logs_dir": data_dir / "logs",
+            "files_dir": data_dir / "files",
+        }
+        base.update(overrides)
+        return cls(**base)  # type: ignore[arg-type]
+
+
+class EnergyOps(Configurable):
+    """EnergyOps settings, section ``EnergyOps`` (``c.EnergyOps.db_url = ...``)."""
+
+    data_dir = Unicode(
+        help="Directory for the SQLite database, uploaded files, run directories and logs. "
+        "Defaults to $ENERGYOPS_DATA_DIR, else ~/.local/share/energyops "
+        "(`jupyter energyops up` uses ./.energyops).",
+    ).tag(config=True)
+
+    db_url = Unicode(
+        help="SQLAlchemy database URL. Defaults to $ENERGYOPS_DB_URL, else SQLite in data_dir. "
+        "PostgreSQL: postgresql:///energyops (psycopg 3).",
+    ).tag(config=True)
+
+    sandbox_dir = Unicode(help="Run working directories; default <data_dir>/sandbox.").tag(
+        config=True
+    )
+    logs_dir = Unicode(help="Run log files; default <data_dir>/logs.").tag(config=True)
+
+    max_upload_bytes = Integer(50 * MB, help="Largest dataset upload, in bytes.").tag(config=True)
+    max_unpacked_bytes = Integer(
+        500 * MB, help="Largest total unpacked size of an xlsx archive, in bytes (zip bombs)."
+    ).tag(config=True)
+    max_test_script_bytes = Integer(5 * MB, help="Largest test script, in bytes.").tag(config=True)
+    max_model_bytes = Integer(10 * MB, help="Largest optimization model, in bytes.").tag(
+        config=True
+    )
+    enforce_test_script_names = Bool(
+        True, help="Require test scripts to be named test_*.py or experiment_*.py."
+    ).tag(config=True)
+
+    max_concurrent_runs = Integer(2, help="Runs executing at once; the rest wait queued.").tag(
+        config=True
+    )
+    run_timeout_s = Integer(600, help="Default run timeout in seconds.").tag(config=True)
+    max_run_timeout_s = Integer(
+        7 * 24 * 3600, help="Largest timeout_s a run may ask for, in seconds."
+    ).tag(config=True)
+    kill_grace_s = Float(5.0, help="Seconds between SIGTERM and SIGKILL on kill or timeout.").tag(
+        config=True
+    )
+    heartbeat_interval_s = Float(10.0, help="Seconds between run heartbeats.").tag(config=True)
+    log_flush_interval_s = Float(
+        0.5, help="Longest time a log line waits before it is written to the database."
+    ).tag(config=True)
+    kpi_interval_s = Float(30.0, help="Seconds between kpi.update pushes.").tag(config=True)
+    health_interval_s = Float(15.0, help="Seconds between health.update pushes.").tag(config=True)
+    ws_queue_frames = Integer(
+        256, help="Frames a WebSocket subscriber may fall behind before it is closed (1013)."
+    ).tag(config=True)
+    ws_ping_interval_s = Float(20.0, help="WebSocket heartbeat interval in seconds.").tag(
+        config=True
+    )
+
+    sandbox_mode = CaselessStrEnum(
+        ["auto", "bwrap", "none"],
+        default_value="auto",
+        help="Run isolation: 'auto' uses bubblewrap when it works here, 'bwrap' requires it, "
+        "'none' uses only a new session, resource limits and a clean environment.",
+    ).tag(config=True)
+    allow_network = Bool(False, help="Let runs use the network (bubblewrap only).").tag(config=True)
+    limit_address_space_mb = Integer(4096, help="RLIMIT_AS of a run, in MB (0: none).").tag(
+        config=True
+    )
+    limit_cpu_s = Integer(3600, help="RLIMIT_CPU of a run, in seconds (0: none).").tag(config=True)
+    limit_open_files = Integer(1024, help="RLIMIT_NOFILE of a run (0: none).").tag(config=True)
+    limit_file_size_mb = Integer(1024, help="RLIMIT_FSIZE of a run, in MB (0: none).").tag(
+        config=True
+    )
+
+    @default("data_dir")
+    def _default_data_dir(self) -> str:
+        return str(default_data_dir())
+
+    @default("db_url")
+    def _default_db_url(self) -> str:
+        return os.environ.get("ENERGYOPS_DB_URL") or ""
+
+    def to_settings(self) -> Settings:
+        data_dir = Path(self.data_dir).expanduser().resolve()
+        values: dict[str, object] = {
+            "data_dir": data_dir,
+            "db_url": self.db_url or f"sqlite:///{data_dir / 'energyops.db'}",
+            "sandbox_dir": Path(self.sandbox_dir).resolve()
+            if self.sandbox_dir
+            else data_dir / "sandbox",
+            "logs_dir": Path(self.logs_dir).resolve() if self.logs_dir else data_dir / "logs",
+            "files_dir": data_dir / "files",
+        }
+        for field in fields(Settings):
+            if field.name not in values:
+                values[field.name] = getattr(self, field.name)
+        return Settings(**values)  # type: ignore[arg-type]

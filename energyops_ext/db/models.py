@@ -1,0 +1,317 @@
+"""The data model of DESIGN.md as SQLAlchemy 2 typed models. Alembic owns the schema."""
+
+from __future__ import annotations
+
+from datetime import date as Date
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .base import Base, UTCDateTime, utcnow
+
+TZDateTime = UTCDateTime()
+
+
+class Script(Base):
+    """One uploaded version of a test script or an optimization model."""
+
+    __tablename__ = "scripts"
+    __table_args__ = (
+        UniqueConstraint("name", "version"),
+        Index("ix_scripts_kind_status", "kind", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # test | model
+    model_type: Mapped[str | None] = mapped_column(String(8))  # DMO | RMO | SO
+    name: Mapped[str] = mapped_column(String(255))
+    version: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    storage_key: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | archived
+    description: Mapped[str | None] = mapped_column(Text)
+    uploaded_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+
+    runs: Mapped[list[Run]] = relationship(
+        back_populates="script", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Run(Base):
+    """One execution of a script version."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        Index("ix_runs_status_priority", "status", "priority", "created_at"),
+        Index("ix_runs_script_id", "script_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    script_id: Mapped[int] = mapped_column(ForeignKey("scripts.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    args: Mapped[list[str]] = mapped_column(JSON, default=list)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    inputs: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    timeout_s: Mapped[int] = mapped_column(Integer, default=600)
+    requested_by: Mapped[str | None] = mapped_column(String(255))
+    host: Mapped[str | None] = mapped_column(String(255))
+    boot_id: Mapped[str | None] = mapped_column(String(64))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    pid_start_time: Mapped[int | None] = mapped_column(BigInteger)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    runtime_ms: Mapped[int | None] = mapped_column(Integer)
+    line_count: Mapped[int] = mapped_column(Integer, default=0)
+    error_count: Mapped[int] = mapped_column(Integer, default=0)
+    progress: Mapped[float | None] = mapped_column(Float)
+    objective_value: Mapped[float | None] = mapped_column(Float)
+    results_count: Mapped[int | None] = mapped_column(Integer)
+    solver_time_ms: Mapped[int | None] = mapped_column(Integer)
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    log_key: Mapped[str | None] = mapped_column(String(255))
+
+    script: Mapped[Script] = relationship(back_populates="runs")
+
+
+class LogLine(Base):
+    """One line of a run's output; ``seq`` counts from 1 per run across both streams."""
+
+    __tablename__ = "log_lines"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stream: Mapped[str] = mapped_column(String(8))  # stdout | stderr | system
+    level: Mapped[str] = mapped_column(String(8))  # debug | info | warning | error
+    ts: Mapped[datetime] = mapped_column(TZDateTime)
+    text: Mapped[str] = mapped_column(Text)
+
+
+class Upload(Base):
+    """One dataset file upload and its row-level report."""
+
+    __tablename__ = "uploads"
+    __table_args__ = (Index("ix_uploads_kind_created", "kind", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    filename: Mapped[str] = mapped_column(String(255))
+    sheet: Mapped[str | None] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    mode: Mapped[str] = mapped_column(String(16), default="upsert")
+    rows_read: Mapped[int] = mapped_column(Integer, default=0)
+    rows_inserted: Mapped[int] = mapped_column(Integer, default=0)
+    rows_updated: Mapped[int] = mapped_column(Integer, default=0)
+    rows_rejected: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16))  # stored | partial | rejected | failed
+    report: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    uploaded_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+
+
+class Activity(Base):
+    __tablename__ = "activities"
+    __table_args__ = (Index("ix_activities_created", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    type: Mapped[str] = mapped_column(String(32))  # script | run | upload | system
+    action: Mapped[str] = mapped_column(String(32))  # uploaded | started | killed | ...
+    title: Mapped[str] = mapped_column(Text)
+    entity_type: Mapped[str | None] = mapped_column(String(32))
+    entity_id: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str | None] = mapped_column(String(16))
+    user: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+
+
+class Notification(Base):
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_created", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    type: Mapped[str] = mapped_column(String(32))  # run_failed | run_errors | upload_rejected ...
+    category: Mapped[str] = mapped_column(String(32))  # run | upload | system
+    severity: Mapped[str] = mapped_column(String(16))  # info | warning | error
+    title: Mapped[str] = mapped_column(Text)
+    message: Mapped[str] = mapped_column(Text)
+    entity_type: Mapped[str | None] = mapped_column(String(32))
+    entity_id: Mapped[int | None] = mapped_column(Integer)
+    is_read: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_archived: Mapped[bool] = mapped_column(Boolean, default=False)
+    user: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+
+
+# --- datasets (DATA.md). Key columns are NOT NULL (empty string for "none") so upserts work. ---
+
+
+def _upload_fk() -> Mapped[int | None]:
+    return mapped_column(ForeignKey("uploads.id", ondelete="SET NULL"), index=True)
+
+
+class MarketSnapshot(Base):
+    __tablename__ = "market_snapshot"
+    __table_args__ = (UniqueConstraint("date", "block", "plant", "contract"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    upload_id: Mapped[int | None] = _upload_fk()
+    date: Mapped[Date] = mapped_column(index=True)
+    block: Mapped[int] = mapped_column(SmallInteger)
+    plant: Mapped[str] = mapped_column(String(128), default="")
+    contract: Mapped[str] = mapped_column(String(128), default="")
+    dam_price: Mapped[float | None] = mapped_column(Float)
+    rtm_price: Mapped[float | None] = mapped_column(Float)
+    gdam_price: Mapped[float | None] = mapped_column(Float)
+    scheduled_mw: Mapped[float | None] = mapped_column(Float)
+    model_result_mw: Mapped[float | None] = mapped_column(Float)
+    purchase_bid_mw: Mapped[float | None] = mapped_column(Float)
+    sell_bid_mw: Mapped[float | None] = mapped_column(Float)
+    state: Mapped[str | None] = mapped_column(String(128))
+    region: Mapped[str | None] = mapped_column(String(128))
+    plant_name: Mapped[str | None] = mapped_column(String(255))
+    contract_name: Mapped[str | None] = mapped_column(String(255))
+    model_id: Mapped[str | None] = mapped_column(String(128))
+    updated_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ExchangePrice(Base):
+    __tablename__ = "exchange_prices"
+    __table_args__ = (
+        UniqueConstraint("market", "date", "block", "area"),
+        Index("ix_exchange_prices_date", "date"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    upload_id: Mapped[int | None] = _upload_fk()
+    market: Mapped[str] = mapped_column(String(8))  # DAM | RTM | GDAM
+    date: Mapped[Date]
+    block: Mapped[int] = mapped_column(SmallInteger)
+    area: Mapped[str] = mapped_column(String(16), default="system")
+    purchase_bid_mw: Mapped[float | None] = mapped_column(Float)
+    sell_bid_mw: Mapped[float | None] = mapped_column(Float)
+    mcv_mw: Mapped[float | None] = mapped_column(Float)
+    fsv_mw: Mapped[float | None] = mapped_column(Float)
+    mcp: Mapped[float | None] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow, onupdate=utcnow)
+
+
+class GeneratorSchedule(Base):
+    __tablename__ = "generator_schedule"
+    __table_args__ = (
+        UniqueConstraint("date", "block", "plant_id", "contract"),
+        Index("ix_generator_schedule_date", "date"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    upload_id: Mapped[int | None] = _upload_fk()
+    date: Mapped[Date]
+    block: Mapped[int] = mapped_column(SmallInteger)
+    plant_id: Mapped[str] = mapped_column(String(128))
+    contract: Mapped[str] = mapped_column(String(128), default="")
+    region: Mapped[str | None] = mapped_column(String(128))
+    state: Mapped[str | None] = mapped_column(String(128))
+    plant_name: Mapped[str | None] = mapped_column(String(255))
+    technology_type: Mapped[str | None] = mapped_column(String(64))
+    contract_name: Mapped[str | None] = mapped_column(String(255))
+    scheduled_mw: Mapped[float | None] = mapped_column(Float)
+    actual_mw: Mapped[float | None] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ContractSchedule(Base):
+    __tablename__ = "contract_schedule"
+    __table_args__ = (
+        UniqueConstraint("date", "block", "contract"),
+        Index("ix_contract_schedule_date", "date"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    upload_id: Mapped[int | None] = _upload_fk()
+    date: Mapped[Date]
+    block: Mapped[int] = mapped_column(SmallInteger)
+    contract: Mapped[str] = mapped_column(String(128))
+    contract_name: Mapped[str | None] = mapped_column(String(255))
+    contract_type: Mapped[str | None] = mapped_column(String(64))
+    counterparty: Mapped[str | None] = mapped_column(String(255))
+    scheduled_mw: Mapped[float | None] = mapped_column(Float)
+    rate: Mapped[float | None] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow, onupdate=utcnow)
+
+
+class MarketBid(Base):
+    __tablename__ = "market_bids"
+    __table_args__ = (
+        UniqueConstraint("date", "block", "plant_id", "market"),
+        Index("ix_market_bids_date", "date"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    upload_id: Mapped[int | None] = _upload_fk()
+    date: Mapped[Date]
+    block: Mapped[int] = mapped_column(SmallInteger)
+    plant_id: Mapped[str] = mapped_column(String(128))
+    market: Mapped[str] = mapped_column(String(16))
+    region: Mapped[str | None] = mapped_column(String(128))
+    state: Mapped[str | None] = mapped_column(String(128))
+    plant_name: Mapped[str | None] = mapped_column(String(255))
+    market_type: Mapped[str | None] = mapped_column(String(8))
+    bid_price: Mapped[float | None] = mapped_column(Float)
+    bid_volume_mw: Mapped[float | None] = mapped_column(Float)
+    clearing_price: Mapped[float | None] = mapped_column(Float)
+    clearing_volume_mw: Mapped[float | None] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow, onupdate=utcnow)
+
+
+class StorageSchedule(Base):
+    """Battery / pumped-hydro positions, the input of SO (storage) models."""
+
+    __tablename__ = "storage_schedule"
+    __table_args__ = (
+        UniqueConstraint("date", "block", "region", "state", "storage_type"),
+        Index("ix_storage_schedule_date", "date"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    upload_id: Mapped[int | None] = _upload_fk()
+    date: Mapped[Date]
+    block: Mapped[int] = mapped_column(SmallInteger)
+    region: Mapped[str] = mapped_column(String(128), default="")
+    state: Mapped[str] = mapped_column(String(128), default="")
+    storage_type: Mapped[str] = mapped_column(String(64), default="")
+    capacity_mw: Mapped[float | None] = mapped_column(Float)
+    charge_mw: Mapped[float | None] = mapped_column(Float)
+    discharge_mw: Mapped[float | None] = mapped_column(Float)
+    state_of_charge: Mapped[float | None] = mapped_column(Float)
+    efficiency: Mapped[float | None] = mapped_column(Float)
+    cycles: Mapped[float | None] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow, onupdate=utcnow)
+
+
+DATASET_MODELS: dict[str, type[Base]] = {
+    "market-snapshot": MarketSnapshot,
+    "exchange-prices": ExchangePrice,
+    "generator-schedule": GeneratorSchedule,
+    "contract-schedule": ContractSchedule,
+    "market-bids": MarketBid,
+    "storage-schedule": StorageSchedule,
+}

@@ -1,0 +1,138 @@
+"""Engines, sessions and the threads database work runs on.
+
+The event loop never touches the database: ``Database.read`` runs a function on a small reader
+pool, ``Database.write`` on one writer thread (for SQLite this serializes writes inside the
+process; ``BEGIN IMMEDIATE`` and ``busy_timeout`` handle other processes such as the CLI).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+T = TypeVar("T")
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Pick the drivers we ship: psycopg 3 for PostgreSQL, the stdlib for SQLite."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def _make_engine(url: URL, *, immediate: bool) -> Engine:
+    if url.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+    engine = create_engine(
+        url,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not pysqlite, decide when transactions begin (so BEGIN IMMEDIATE works).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql(begin)
+
+    return engine
+
+
+class Database:
+    """One database: a read engine, a write engine (the same one on PostgreSQL), and threads."""
+
+    def __init__(self, url: str | URL, *, reader_threads: int = 4) -> None:
+        self.url = normalize_url(url)
+        self.kind = self.url.get_backend_name()  # "sqlite" | "postgresql"
+        if self.kind == "sqlite" and self.url.database:
+            Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+        self.write_engine = _make_engine(self.url, immediate=True)
+        self.read_engine = (
+            _make_engine(self.url, immediate=False) if self.kind == "sqlite" else self.write_engine
+        )
+        self._write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
+        writer_threads = 1 if self.kind == "sqlite" else 4
+        self._writer = ThreadPoolExecutor(writer_threads, thread_name_prefix="energyops-db-write")
+        self._readers = ThreadPoolExecutor(reader_threads, thread_name_prefix="energyops-db-read")
+
+    @property
+    def display_url(self) -> str:
+        return self.url.render_as_string(hide_password=True)
+
+    # --- synchronous use (threads, CLI, tests) ---
+
+    @contextmanager
+    def write_session(self) -> Iterator[Session]:
+        """A session in one write transaction: committed on success, rolled back on error."""
+        with self._write_sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        with self._read_sessions() as session:
+            yield session
+
+    def write_sync(self, fn: Callable[[Session], T]) -> T:
+        with self.write_session() as session:
+            return fn(session)
+
+    def read_sync(self, fn: Callable[[Session], T]) -> T:
+        with self.read_session() as session:
+            return fn(session)
+
+    # --- from the event loop ---
+
+    async def write(self, fn: Callable[[Session], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, functools.partial(self.write_sync, fn))
+
+    async def read(self, fn: Callable[[Session], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, functools.partial(self.read_sync, fn))
+
+    async def in_writer(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the writer thread; it manages its own connection (bulk paths)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, fn)
+
+    def ping(self) -> bool:
+        try:
+            with self.read_engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        self.write_engine.dispose()
+        if self.read_engine is not self.write_engine:
+            self.read_engine.dispose()

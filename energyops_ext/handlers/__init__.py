@@ -1,0 +1,14 @@
+"""Route table: each module lists its routes; unknown paths under the API end in a JSON 404."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import feed, health
+from .base import NotFoundHandler
+
+ROUTES: list[tuple[str, Any]] = [
+    *health.routes,
+    *feed.routes,
+    (r"/(.*)", NotFoundHandler),
+]

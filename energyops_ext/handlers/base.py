@@ -1,0 +1,232 @@
+"""What every EnergyOps handler shares: auth resource, services, JSON in and out, errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import date, datetime
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any, TypeVar, cast
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from tornado import web
+
+from ..errors import BadRequest, EnergyOpsError, NotFound
+from ..services import Services
+
+AUTH_RESOURCE = "energyops"
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType]
+
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def allow(action: str) -> Callable[[Method], Method]:
+    """``@web.authenticated`` + jupyter_server's ``@authorized(action)`` on resource
+    ``energyops``, as one typed decorator. ``action`` is read, write or execute."""
+
+    def wrap(method: Method) -> Method:
+        return cast(Method, web.authenticated(authorized(action)(method)))
+
+    return wrap
+
+
+def json_default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, default=json_default, separators=(",", ":"))
+
+
+def error_body(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> str:
+    body: dict[str, Any] = {"status": status, "code": code, "message": message}
+    if details:
+        body["details"] = details
+    return dumps({"error": body})
+
+
+class EnergyOpsHandler(APIHandler):
+    """Base of every EnergyOps route. Subclasses decorate each method with
+    ``@web.authenticated`` and ``@authorized`` (action read / write / execute)."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def services(self) -> Services:
+        services: Services = self.settings["energyops"]
+        return services
+
+    @property
+    def user_name(self) -> str:
+        user = self.current_user
+        return str(getattr(user, "username", None) or getattr(user, "name", None) or "anonymous")
+
+    # --- output ---
+
+    def write_json(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(dumps(data))
+
+    # --- input ---
+
+    def json_body(self) -> dict[str, Any]:
+        if not self.request.body:
+            return {}
+        try:
+            body = json.loads(self.request.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from exc
+        if not isinstance(body, dict):
+            raise BadRequest("request body must be a JSON object", code="invalid_json")
+        return body
+
+    def int_arg(
+        self, name: str, default: int | None = None, *, minimum: int = 0, maximum: int = 2**31 - 1
+    ) -> int | None:
+        raw = self.get_query_argument(name, None)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise BadRequest(
+                f"{name} must be an integer, got {raw!r}",
+                code="invalid_parameter",
+                details={"field": name},
+            ) from None
+        if not minimum <= value <= maximum:
+            raise BadRequest(
+                f"{name} must be between {minimum} and {maximum}, got {value}",
+                code="invalid_parameter",
+                details={"field": name},
+            )
+        return value
+
+    def bool_arg(self, name: str, default: bool = False) -> bool:
+        raw = self.get_query_argument(name, None)
+        if raw is None:
+            raw = self.get_body_argument(name, None) if self._is_form() else None
+        if raw is None or raw == "":
+            return default
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise BadRequest(
+            f"{name} must be true or false, got {raw!r}",
+            code="invalid_parameter",
+            details={"field": name},
+        )
+
+    def page_args(self, default_limit: int = 50, max_limit: int = 1000) -> tuple[int, int]:
+        """``limit``/``offset`` or ``page``/``per_page`` paging; returns (limit, offset)."""
+        per_page = self.int_arg("per_page", None, minimum=1, maximum=max_limit)
+        page = self.int_arg("page", None, minimum=1)
+        if per_page is not None or page is not None:
+            size = per_page or default_limit
+            return size, ((page or 1) - 1) * size
+        limit = self.int_arg("limit", default_limit, minimum=1, maximum=max_limit)
+        offset = self.int_arg("offset", 0, minimum=0)
+        assert limit is not None and offset is not None
+        return limit, offset
+
+    def _is_form(self) -> bool:
+        content_type = self.request.headers.get("Content-Type", "")
+        return content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded"))
+
+    # --- errors: one place turns every failure into the JSON error shape ---
+
+    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
+        exc_info: ExcInfo | None = kwargs.get("exc_info")
+        if exc_info is not None and isinstance(exc_info[1], EnergyOpsError):
+            status_code = exc_info[1].status
+        super().send_error(status_code, **kwargs)
+
+    def log_exception(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if isinstance(value, EnergyOpsError):
+            self.log.info(
+                "%s %s: %s %s", self.request.method, self.request.uri, value.status, value.message
+            )
+            return
+        super().log_exception(typ, value, tb)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        if isinstance(exc, EnergyOpsError):
+            self.finish(error_body(exc.status, exc.code, exc.message, exc.details))
+            return
+        reason = (
+            HTTPStatus(status_code).phrase if status_code in HTTPStatus._value2member_map_ else ""
+        )
+        message = reason
+        if isinstance(exc, web.HTTPError):
+            if status_code == 405:
+                message = f"method {self.request.method} is not allowed on {self.request.path}"
+            elif status_code == 403:
+                message = exc.log_message or "forbidden: authentication or permission missing"
+            elif exc.log_message:
+                message = exc.log_message % exc.args if exc.args else exc.log_message
+        elif status_code >= 500:
+            message = "internal server error; see the server log"
+        self.finish(error_body(status_code, HTTP_CODES.get(status_code, "error"), message))
+
+
+class NotFoundHandler(EnergyOpsHandler):
+    """Everything under the API base that no route matches: a JSON 404."""
+
+    def _not_found(self, *args: Any) -> None:
+        raise NotFound(
+            f"no such API route: {self.request.method} {self.request.path}", code="no_route"
+        )
+
+    @allow("read")
+    def get(self, *args: Any) -> None:
+        self._not_found()
+
+    @allow("read")
+    def head(self, *args: Any) -> None:
+        self._not_found()
+
+    @allow("write")
+    def post(self, *args: Any) -> None:
+        self._not_found()
+
+    @allow("write")
+    def put(self, *args: Any) -> None:
+        self._not_found()
+
+    @allow("write")
+    def patch(self, *args: Any) -> None:
+        self._not_found()
+
+    @allow("write")
+    def delete(self, *args: Any) -> None:
+        self._not_found()
