@@ -8,6 +8,7 @@ from datetime import date, datetime
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any, TypeVar, cast
+from urllib.parse import unquote_plus
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
@@ -43,9 +44,28 @@ def allow(action: str) -> Callable[[Method], Method]:
     ``energyops``, as one typed decorator. ``action`` is read, write or execute."""
 
     def wrap(method: Method) -> Method:
-        return cast(Method, web.authenticated(authorized(action)(method)))
+        wrapped = web.authenticated(authorized(action)(method))
+        wrapped.energyops_action = action  # type: ignore[attr-defined]
+        return cast(Method, wrapped)
 
     return wrap
+
+
+SECRET_QUERY_KEYS = ("token", "auth", "key", "code", "state", "xsrf")
+
+
+def scrub_uri(uri: str) -> str:
+    """``uri`` with the values of credential-like query parameters replaced by ``[secret]``
+    (the same keys jupyter_server scrubs in its access log): tokens never reach the logs."""
+    path, sep, query = uri.partition("?")
+    if not sep:
+        return uri
+    parts = []
+    for part in query.split("&"):
+        key, eq, _value = part.partition("=")
+        secret = eq and any(word in unquote_plus(key).lower() for word in SECRET_QUERY_KEYS)
+        parts.append(f"{key}=[secret]" if secret else part)
+    return f"{path}?{'&'.join(parts)}"
 
 
 def json_default(value: Any) -> Any:
@@ -171,11 +191,16 @@ class EnergyOpsHandler(APIHandler):
         tb: TracebackType | None,
     ) -> None:
         if isinstance(value, EnergyOpsError):
-            self.log.info(
-                "%s %s: %s %s", self.request.method, self.request.uri, value.status, value.message
-            )
+            self.log.info("%s: %s %s", self._request_summary(), value.status, value.message)
             return
-        super().log_exception(typ, value, tb)
+        if isinstance(value, web.HTTPError):
+            super().log_exception(typ, value, tb)
+            return
+        self.log.error("Uncaught exception %s", self._request_summary(), exc_info=value)
+
+    def _request_summary(self) -> str:
+        request = self.request
+        return f"{request.method} {scrub_uri(request.uri or '')} ({request.remote_ip})"
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
