@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from asyncio import Future
 from collections.abc import Callable
 from datetime import date, datetime
 from http import HTTPStatus
@@ -107,6 +108,15 @@ class EnergyOpsHandler(APIHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(dumps(data))
+
+    def finish(self, *args: Any, **kwargs: Any) -> Future[None]:
+        """jupyter_server's APIHandler.finish forces ``application/json``; keep a Content-Type
+        the handler set itself (yaml, csv, xlsx, text downloads)."""
+        if "set_content_type" not in kwargs:
+            current = str(self._headers.get("Content-Type", ""))
+            if current and not current.startswith("text/html"):
+                kwargs["set_content_type"] = current
+        return super().finish(*args, **kwargs)
 
     # --- input ---
 
