@@ -11,6 +11,7 @@ from jupyter_server.utils import url_path_join
 
 from ._version import __version__
 from .config import EnergyOps
+from .events.jupyter import forward_lifecycle, register_schemas
 from .handlers import ROUTES
 from .services import Services, build_services
 
@@ -33,6 +34,7 @@ class EnergyOpsApp(ExtensionApp):
         settings = config.to_settings()
         self.services = build_services(settings, self.log)
         self.settings["energyops"] = self.services
+        self._bridge_jupyter_events()
 
     def initialize_handlers(self) -> None:
         self.handlers.extend((url_path_join(API_BASE, path), handler) for path, handler in ROUTES)
@@ -47,6 +49,14 @@ class EnergyOpsApp(ExtensionApp):
         if self.services is not None:
             await self.services.stop()
             self.services = None
+
+    def _bridge_jupyter_events(self) -> None:
+        """Lifecycle events also go to jupyter_server's event bus (/api/events/subscribe)."""
+        event_logger = getattr(self.serverapp, "event_logger", None)
+        if event_logger is None or self.services is None:
+            return
+        register_schemas(event_logger)
+        self.services.hub.add_listener(forward_lifecycle(event_logger))
 
     def _export_kernel_environment(self) -> None:
         """Kernels inherit the server's environment: tell them how to reach this API."""

@@ -10,6 +10,8 @@ from typing import Any
 from .config import Settings
 from .db import Database, upgrade
 from .events import EventHub
+from .events.periodic import DashboardPusher, dashboard_pusher
+from .events.stream import run_log_stream
 from .storage import LocalStorage, Storage
 
 
@@ -21,6 +23,7 @@ class Services:
     hub: EventHub
     log: logging.Logger
     started_monotonic: float = field(default_factory=time.monotonic)
+    dashboard: DashboardPusher | None = None
 
     def health_parts(self) -> dict[str, Any]:
         """Sections of /health owned by the services (sandbox, queue, ...). Blocking."""
@@ -28,9 +31,18 @@ class Services:
 
     async def start(self) -> None:
         """Start background work once the event loop runs."""
+        runs = getattr(self, "runs", None)
+        if runs is not None:
+            self.hub.add_stream(run_log_stream(runs.log_backlog))
+        if self.dashboard is None:
+            self.dashboard = dashboard_pusher(self)
+        self.dashboard.start()
 
     async def stop(self) -> None:
         """Stop background work and release every resource; safe to call twice."""
+        if self.dashboard is not None:
+            await self.dashboard.stop()
+        self.hub.close()
         self.db.close()
 
 
@@ -45,6 +57,6 @@ def build_services(settings: Settings, log: logging.Logger) -> Services:
         settings=settings,
         db=db,
         storage=LocalStorage(settings.files_dir),
-        hub=EventHub(),
+        hub=EventHub(queue_frames=settings.ws_queue_frames),
         log=log,
     )

@@ -1,4 +1,11 @@
-"""The event hub: services publish events from any thread; listeners receive them on the loop."""
+"""The event hub: services publish events from any thread; subscribers receive them on the loop.
+
+Each event is encoded once and the same bytes are queued for every subscriber of its topic.
+Events of a registered ``Stream`` (run.log on run:<id>) are coalesced per topic: the first one
+after a quiet spell goes out on the next loop turn, later ones at most ``batch_window_s`` after
+the previous flush, in frames of at most ``batch_max_items`` items. The hub knows topics, not
+meanings.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,11 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from .protocol import encode_frame
+from .stream import Batch, Item, Stream
+from .subscriber import CLOSE_GOING_AWAY, Subscriber, Transport
 from .types import Event
 
 Listener = Callable[[Event], None]
@@ -14,11 +25,36 @@ Listener = Callable[[Event], None]
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class HubStats:
+    frames_encoded: int = 0
+    stream_frames: int = 0
+    stream_items: int = 0
+    dropped_slow: int = 0
+
+
 class EventHub:
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        queue_frames: int = 256,
+        batch_window_s: float = 0.01,
+        batch_max_items: int = 1000,
+    ) -> None:
+        self.queue_frames = queue_frames
+        self.batch_window_s = batch_window_s
+        self.batch_max_items = batch_max_items
+        self.stats = HubStats()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._listeners: list[Listener] = []
         self._loop_thread: int | None = None
+        self._listeners: list[Listener] = []
+        self._streams: list[Stream] = []
+        self._topics: dict[str, set[Subscriber]] = {}
+        self._subscribers: set[Subscriber] = set()
+        self._pending: dict[str, tuple[Stream, list[Item]]] = {}
+        self._flush_handle: asyncio.Handle | None = None
+        self._last_flush = 0.0
+        self._listened: dict[str, asyncio.Event] = {}
 
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -30,6 +66,68 @@ class EventHub:
     def remove_listener(self, listener: Listener) -> None:
         if listener in self._listeners:
             self._listeners.remove(listener)
+
+    def add_stream(self, stream: Stream) -> None:
+        self._streams = [s for s in self._streams if s.prefix != stream.prefix] + [stream]
+
+    def stream_for(self, topic: str) -> Stream | None:
+        return next((s for s in self._streams if s.matches(topic)), None)
+
+    # --- subscribers (on the loop) ---
+
+    def connect(self, transport: Transport) -> Subscriber:
+        subscriber = Subscriber(self, transport, self.queue_frames)
+        self._subscribers.add(subscriber)
+        return subscriber
+
+    def attach(self, subscriber: Subscriber, topic: str) -> None:
+        if subscriber.closed:
+            return
+        self._topics.setdefault(topic, set()).add(subscriber)
+        waiter = self._listened.pop(topic, None)
+        if waiter is not None:
+            waiter.set()
+
+    def detach(self, subscriber: Subscriber, topic: str) -> None:
+        subscribers = self._topics.get(topic)
+        if subscribers is not None:
+            subscribers.discard(subscriber)
+            if not subscribers:
+                del self._topics[topic]
+                self._pending.pop(topic, None)
+
+    def forget(self, subscriber: Subscriber) -> None:
+        if subscriber.close_code is not None and subscriber.close_code != CLOSE_GOING_AWAY:
+            self.stats.dropped_slow += 1
+        for topic in list(subscriber.topics):
+            self.detach(subscriber, topic)
+        self._subscribers.discard(subscriber)
+
+    def listeners_of(self, topic: str) -> int:
+        return len(self._topics.get(topic, ()))
+
+    def listened(self, topic: str) -> bool:
+        return bool(self._topics.get(topic))
+
+    async def until_listened(self, topic: str) -> None:
+        while not self.listened(topic):
+            waiter = self._listened.setdefault(topic, asyncio.Event())
+            await waiter.wait()
+
+    @property
+    def connections(self) -> int:
+        return len(self._subscribers)
+
+    def close(self) -> None:
+        """Server stop: close every socket (1001) and forget pending batches."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._pending.clear()
+        for subscriber in list(self._subscribers):
+            subscriber.drop(CLOSE_GOING_AWAY, "server stopping")
+
+    # --- publishing ---
 
     def publish(self, event: Event) -> None:
         """Deliver ``event``; safe to call from any thread (delivery happens on the loop)."""
@@ -47,3 +145,56 @@ class EventHub:
                 listener(event)
             except Exception:
                 log.exception("event listener failed on %s %s", event.topic, event.type)
+        stream = self.stream_for(event.topic)
+        if stream is not None and event.type == stream.type:
+            self._add_items(stream, event)
+            return
+        self._flush()
+        subscribers = self._topics.get(event.topic)
+        if not subscribers:
+            return
+        frame = encode_frame(event.topic, event.type, event.data)
+        self.stats.frames_encoded += 1
+        for subscriber in list(subscribers):
+            subscriber.push(event.topic, frame)
+
+    def _add_items(self, stream: Stream, event: Event) -> None:
+        items = event.data.get(stream.key)
+        if not items or event.topic not in self._topics:
+            return
+        pending = self._pending.setdefault(event.topic, (stream, []))[1]
+        pending.extend(items)
+        if len(pending) >= self.batch_max_items:
+            self._flush_topic(event.topic)
+        elif self._flush_handle is None:
+            assert self._loop is not None
+            delay = self._last_flush + self.batch_window_s - self._loop.time()
+            if delay > 0:
+                self._flush_handle = self._loop.call_later(delay, self._flush)
+            else:
+                self._flush_handle = self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Send every pending batch (also before any other event, to keep the order)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if not self._pending:
+            return
+        assert self._loop is not None
+        self._last_flush = self._loop.time()
+        for topic in list(self._pending):
+            self._flush_topic(topic)
+
+    def _flush_topic(self, topic: str) -> None:
+        stream, items = self._pending.pop(topic)
+        subscribers = self._topics.get(topic)
+        if not subscribers:
+            return
+        for start in range(0, len(items), self.batch_max_items):
+            batch = Batch.of(stream, topic, items[start : start + self.batch_max_items])
+            self.stats.frames_encoded += 1
+            self.stats.stream_frames += 1
+            self.stats.stream_items += len(batch.items)
+            for subscriber in list(subscribers):
+                subscriber.push_batch(batch)

@@ -24,3 +24,21 @@ RUNS = "runs"
 DATASETS = "datasets"
 DASHBOARD = "dashboard"
 NOTIFICATIONS = "notifications"
+
+FIXED_TOPICS = frozenset({RUNS, DATASETS, DASHBOARD, NOTIFICATIONS})
+RUN_TOPIC_PREFIX = "run:"
+
+
+def is_topic(topic: object) -> bool:
+    """A topic clients may subscribe to: a fixed topic or ``run:<id>`` with a positive id."""
+    if not isinstance(topic, str):
+        return False
+    if topic in FIXED_TOPICS:
+        return True
+    rest = topic.removeprefix(RUN_TOPIC_PREFIX)
+    return rest != topic and rest.isascii() and rest.isdigit() and int(rest) > 0 and len(rest) < 12
+
+
+def run_id_of(topic: str) -> int:
+    """The run id of a ``run:<id>`` topic (the topic is known to be valid)."""
+    return int(topic.removeprefix(RUN_TOPIC_PREFIX))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import feed, health
+from . import feed, health, ws
 from .base import NotFoundHandler
 
 ROUTES: list[tuple[str, Any]] = [
     *health.routes,
     *feed.routes,
+    *ws.routes,
     (r"/(.*)", NotFoundHandler),
 ]
