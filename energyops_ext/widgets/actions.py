@@ -1,0 +1,295 @@
+"""Panels that change things (quants only; the operator dashboards never show these):
+dataset upload with a dry-run preview, and scripts/models with runs, kill, archive, delete."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Mapping
+from typing import Any
+
+import ipywidgets as widgets
+
+from .buffer import esc, format_number, html_table
+from .client import EnergyOpsAPIError, EnergyOpsClient
+from .events import EventStream
+from .panels import LogPanel, RunProgress, _records
+
+DEFAULT_KINDS = (
+    "market-snapshot",
+    "exchange-prices",
+    "generator-schedule",
+    "contract-schedule",
+    "market-bids",
+)
+
+
+def error_html(exc: Exception) -> str:
+    return f'<div class="eo-error" style="color:#b91c1c">{esc(exc)}</div>'
+
+
+def report_html(report: Mapping[str, Any]) -> str:
+    """An upload report: counts, the column mapping, conversions, and the rejected rows."""
+    counts = " · ".join(
+        f"{label} <b>{esc(format_number(report.get(key)))}</b>"
+        for key, label in (
+            ("rows_read", "read"),
+            ("inserted", "inserted"),
+            ("updated", "updated"),
+            ("rejected", "rejected"),
+        )
+        if key in report
+    )
+    mode = "dry run (nothing stored)" if report.get("dry_run") else "stored"
+    mapping = report.get("mapping") or report.get("columns") or {}
+    mapping_rows = (
+        [{"from": k, "to": v} for k, v in mapping.items()] if isinstance(mapping, dict) else []
+    )
+    notes = [str(n) for n in (report.get("conversions") or []) + (report.get("notes") or [])]
+    errors = report.get("errors") or report.get("row_errors") or []
+    return (
+        f'<div class="eo-report"><div>{esc(mode)}: {counts}</div>'
+        + (f"<div>sheet: {esc(report['sheet'])}</div>" if report.get("sheet") else "")
+        + "".join(f"<div>{esc(n)}</div>" for n in notes)
+        + (
+            html_table(mapping_rows, [("from", "file column"), ("to", "column")])
+            if mapping_rows
+            else ""
+        )
+        + "<b>Rejected rows</b>"
+        + html_table(
+            errors,
+            [("row", "row"), ("column", "column"), ("value", "value"), ("rule", "rule")],
+            empty="none",
+        )
+        + "</div>"
+    )
+
+
+def _uploaded(upload: widgets.FileUpload) -> tuple[str, bytes] | None:
+    if not upload.value:
+        return None
+    item = upload.value[0]
+    return str(item["name"]), bytes(item["content"])
+
+
+class UploadPanel:
+    """Drag a file in, pick its kind (and sheet), preview (dry run), then commit."""
+
+    def __init__(self, client: EnergyOpsClient) -> None:
+        self.client = client
+        self.file = widgets.FileUpload(
+            accept=".xlsx,.xls,.csv", multiple=False, description="Data file"
+        )
+        self.kind = widgets.Dropdown(options=self._kinds(), description="Kind")
+        self.sheet = widgets.Text(placeholder="first matching sheet", description="Sheet")
+        self.mode = widgets.Dropdown(options=["upsert", "replace"], description="Mode")
+        self.preview_button = widgets.Button(description="Preview", icon="eye")
+        self.commit_button = widgets.Button(
+            description="Commit", icon="upload", button_style="primary", disabled=True
+        )
+        self.report = widgets.HTML()
+        self.last_report: dict[str, Any] | None = None
+        self.preview_button.on_click(lambda _b: self.send(dry_run=True))
+        self.commit_button.on_click(lambda _b: self.send(dry_run=False))
+        self.file.observe(lambda _c: setattr(self.commit_button, "disabled", True), "value")
+        self.widget = widgets.VBox(
+            [
+                widgets.HBox([self.file, self.kind, self.sheet, self.mode]),
+                widgets.HBox([self.preview_button, self.commit_button]),
+                self.report,
+            ]
+        )
+        self.widget.add_class("eo-upload-panel")
+
+    def _kinds(self) -> list[str]:
+        try:
+            answer = self.client.datasets()
+        except EnergyOpsAPIError:
+            return list(DEFAULT_KINDS)
+        items = answer.get("kinds", answer.get("items", [])) if isinstance(answer, dict) else answer
+        kinds = [str(k["kind"] if isinstance(k, dict) else k) for k in items or []]
+        return kinds or list(DEFAULT_KINDS)
+
+    def send(self, dry_run: bool) -> dict[str, Any] | None:
+        picked = _uploaded(self.file)
+        if picked is None:
+            self.report.value = error_html(ValueError("choose a file first"))
+            return None
+        name, content = picked
+        try:
+            report = self.client.upload_dataset(
+                self.kind.value,
+                content,
+                filename=name,
+                sheet=self.sheet.value or None,
+                mode=self.mode.value,
+                dry_run=dry_run,
+            )
+        except EnergyOpsAPIError as exc:
+            self.report.value = error_html(exc)
+            return None
+        self.last_report = report
+        self.report.value = report_html({**report, "dry_run": dry_run})
+        self.commit_button.disabled = not dry_run
+        return report
+
+
+class ScriptsPanel:
+    """Upload scripts and models; list them with status and last run; run, kill, archive,
+    delete (after a confirmation); watch the run's progress and log."""
+
+    def __init__(self, client: EnergyOpsClient, stream: EventStream) -> None:
+        self.client = client
+        self.file = widgets.FileUpload(accept=".py", multiple=False, description="Script")
+        self.kind = widgets.Dropdown(options=["model", "test"], description="Kind")
+        self.model_type = widgets.Dropdown(options=["DMO", "RMO", "SO"], description="Model")
+        self.description = widgets.Text(description="About")
+        self.upload_button = widgets.Button(description="Upload", icon="upload")
+        self.listing = widgets.HTML()
+        self.selector = widgets.Dropdown(description="Script", options=[("—", None)])
+        self.versions = widgets.HTML()
+        self.args = widgets.Text(description="Args", placeholder="--horizon 96")
+        self.config = widgets.Textarea(description="Config", value="{}")
+        self.run_button = widgets.Button(description="Run", icon="play", button_style="success")
+        self.kill_button = widgets.Button(description="Kill", icon="stop", button_style="danger")
+        self.archive_button = widgets.Button(description="Archive / restore", icon="archive")
+        self.delete_button = widgets.Button(description="Delete…", icon="trash")
+        self.confirm = widgets.Button(description="Confirm delete", button_style="danger")
+        self.confirm.layout.display = "none"
+        self.message = widgets.HTML()
+        self.progress = RunProgress(client, stream)
+        self.log = LogPanel(client, stream)
+        self.run_id: int | None = None
+        self.upload_button.on_click(lambda _b: self.upload())
+        self.selector.observe(lambda _c: self.show_script(), "value")
+        self.run_button.on_click(lambda _b: self.start())
+        self.kill_button.on_click(lambda _b: self.kill())
+        self.archive_button.on_click(lambda _b: self.toggle_archive())
+        self.delete_button.on_click(lambda _b: setattr(self.confirm.layout, "display", ""))
+        self.confirm.on_click(lambda _b: self.delete())
+        self.widget = widgets.VBox(
+            [
+                widgets.HBox(
+                    [self.file, self.kind, self.model_type, self.description, self.upload_button]
+                ),
+                self.listing,
+                widgets.HBox(
+                    [self.selector, self.archive_button, self.delete_button, self.confirm]
+                ),
+                self.versions,
+                widgets.HBox([self.args, self.config, self.run_button, self.kill_button]),
+                self.message,
+                self.progress.widget,
+                self.log.widget,
+            ]
+        )
+        self.widget.add_class("eo-scripts-panel")
+        self.refresh()
+
+    def _act(self, action: Any) -> Any:
+        try:
+            return action()
+        except (EnergyOpsAPIError, ValueError) as exc:
+            self.message.value = error_html(exc)
+            return None
+
+    def refresh(self) -> None:
+        scripts = _records(self.client.scripts(per_page=100))
+        for s in scripts:
+            last = s.get("last_run") or {}
+            s["last_run_status"] = last.get("status", "") if isinstance(last, dict) else ""
+        self.listing.value = html_table(
+            scripts,
+            [
+                ("id", "id"),
+                ("name", "name"),
+                ("version", "v"),
+                ("kind", "kind"),
+                ("model_type", "model"),
+                ("status", "status"),
+                ("last_run_status", "last run"),
+            ],
+            empty="no scripts yet",
+        )
+        self.selector.options = [("—", None)] + [
+            (f"{s['name']} v{s.get('version', '?')} ({s.get('status')})", int(s["id"]))
+            for s in scripts
+        ]
+
+    def upload(self) -> None:
+        picked = _uploaded(self.file)
+        if picked is None:
+            self.message.value = error_html(ValueError("choose a .py file first"))
+            return
+        name, content = picked
+        script = self._act(
+            lambda: self.client.upload_script(
+                content,
+                filename=name,
+                kind=self.kind.value,
+                model_type=self.model_type.value if self.kind.value == "model" else None,
+                description=self.description.value or None,
+            )
+        )
+        if script:
+            self.message.value = f"uploaded {esc(script.get('name'))} v{esc(script.get('version'))}"
+            self.refresh()
+            self.selector.value = int(script["id"])
+
+    def show_script(self) -> None:
+        sid = self.selector.value
+        self.confirm.layout.display = "none"
+        if sid is None:
+            self.versions.value = ""
+            return
+        script = self._act(lambda: self.client.script(sid)) or {}
+        self.versions.value = "<b>Versions</b>" + html_table(
+            script.get("versions") or [],
+            [("id", "id"), ("version", "v"), ("status", "status"), ("created_at", "uploaded")],
+        )
+
+    def start(self) -> None:
+        sid = self.selector.value
+        if sid is None:
+            self.message.value = error_html(ValueError("pick a script first"))
+            return
+
+        def go() -> dict[str, Any]:
+            config = json.loads(self.config.value or "{}")
+            if not isinstance(config, dict):
+                raise ValueError("config must be a JSON object")
+            return self.client.start_run(sid, args=shlex.split(self.args.value), config=config)
+
+        run = self._act(go)
+        if run:
+            self.run_id = int(run["id"])
+            self.message.value = f"run {self.run_id} {esc(run.get('status'))}"
+            self.progress.follow(self.run_id)
+            self.log.follow(self.run_id)
+
+    def kill(self) -> None:
+        if self.run_id is not None and self._act(lambda: self.client.kill_run(self.run_id or 0)):
+            self.message.value = f"kill sent to run {self.run_id}"
+
+    def toggle_archive(self) -> None:
+        sid = self.selector.value
+        if sid is None:
+            return
+        status = (self._act(lambda: self.client.script(sid)) or {}).get("status")
+        new = "active" if status == "archived" else "archived"
+        if self._act(lambda: self.client.update_script(sid, status=new)):
+            self.refresh()
+
+    def delete(self) -> None:
+        sid = self.selector.value
+        self.confirm.layout.display = "none"
+        if sid is None:
+            return
+        try:
+            self.client.delete_script(sid)
+        except EnergyOpsAPIError as exc:
+            self.message.value = error_html(exc)
+            return
+        self.message.value = f"script {sid} deleted"
+        self.refresh()
