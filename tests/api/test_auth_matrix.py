@@ -34,6 +34,7 @@ from energyops_ext.handlers.base import EnergyOpsHandler
 
 from ..conftest import BACKENDS
 from .conftest import OPERATOR_TOKEN
+from .seed import seed
 from .servers import DenyWriteExecuteAuthorizer, LiveServer, live_server
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
@@ -76,6 +77,29 @@ SAMPLES: dict[str, Sample] = {
         bodies={"PATCH": _json({"is_read": True})},
         also_ok={"PATCH": (404,)},
     ),
+    r"/scripts": Sample(
+        "scripts",
+        bodies={
+            "POST": lambda: {
+                "files": {"file": ("test_matrix.py", b"print('matrix')\n")},
+                "data": {"kind": "test"},
+            }
+        },
+    ),
+    r"/scripts/(\d+)": Sample(
+        "scripts/1",
+        bodies={"PATCH": _json({"description": "checked by the auth matrix"})},
+        paths={"DELETE": "scripts/2"},
+        also_ok={"DELETE": (404,)},
+    ),
+    r"/scripts/(\d+)/source": Sample("scripts/1/source"),
+    r"/scripts/(\d+)/runs": Sample("scripts/1/runs", bodies={"POST": _json({"args": ["x"]})}),
+    r"/runs": Sample("runs"),
+    r"/runs/(\d+)": Sample("runs/1", also_ok={"DELETE": (409,)}),
+    r"/runs/(\d+)/logs": Sample("runs/1/logs"),
+    r"/runs/(\d+)/artifacts": Sample("runs/1/artifacts"),
+    r"/runs/(\d+)/artifacts/([^/]+)": Sample("runs/1/artifacts/result.csv"),
+    r"/events": Sample("events"),
     CATCH_ALL: Sample(
         "no/such/route",
         bodies={m: _json({"name": "x"}) for m in ("POST", "PUT", "PATCH")},
@@ -177,10 +201,6 @@ def servers(
             yield Servers(normal, denying, *login_cookies(normal))
         finally:
             denying.stop()
-
-
-def seed(server: LiveServer) -> None:
-    """Data the sample requests refer to (added as routes that create it exist)."""
 
 
 def login_cookies(server: LiveServer) -> tuple[dict[str, str], str]:
