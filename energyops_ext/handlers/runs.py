@@ -1,0 +1,123 @@
+"""/runs: list, show, kill, logs (JSON or the whole file), artifacts."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from ..errors import BadRequest
+from ..runs.scripts import KINDS, MODEL_TYPES
+from ..runs.store import STATUSES
+from .base import EnergyOpsHandler, allow
+
+CHUNK = 256 * 1024
+
+
+class RunsHandler(EnergyOpsHandler):
+    @allow("read")
+    async def get(self) -> None:
+        limit, offset = self.page_args()
+        self.write_json(
+            await self.services.runs.list_runs(
+                script_id=self.int_arg("script_id", None, minimum=1),
+                kind=self._choice("kind", KINDS),
+                model_type=self._choice("model_type", MODEL_TYPES),
+                status=self._choice("status", STATUSES),
+                limit=limit,
+                offset=offset,
+            )
+        )
+
+    def _choice(self, name: str, allowed: tuple[str, ...]) -> str | None:
+        value = self.get_query_argument(name, None) or None
+        if value is not None and value not in allowed:
+            raise BadRequest(
+                f"{name} must be one of {', '.join(allowed)}; got {value!r}",
+                code="invalid_parameter",
+                details={"field": name},
+            )
+        return value
+
+
+class RunHandler(EnergyOpsHandler):
+    @allow("read")
+    async def get(self, run_id: str) -> None:
+        self.write_json(await self.services.runs.get_run(int(run_id)))
+
+    @allow("execute")
+    async def delete(self, run_id: str) -> None:
+        self.write_json(await self.services.runs.kill_run(int(run_id), self.user_name), 202)
+
+
+class RunLogsHandler(EnergyOpsHandler):
+    @allow("read")
+    async def get(self, run_id: str) -> None:
+        fmt = self.get_query_argument("format", "json")
+        if fmt not in ("json", "text"):
+            raise BadRequest(
+                "format must be json or text", code="invalid_parameter", details={"field": "format"}
+            )
+        if fmt == "text":
+            await self._download(int(run_id))
+            return
+        after = self.int_arg("after", 0, minimum=0)
+        limit = self.int_arg("limit", 1000, minimum=1, maximum=10000)
+        assert after is not None
+        lines = await self.services.runs.read_logs(
+            int(run_id),
+            after,
+            limit,
+            self.get_query_argument("stream", None) or None,
+            self.get_query_argument("level", None) or None,
+        )
+        self.write_json(
+            {
+                "run_id": int(run_id),
+                "items": lines,
+                "next_after": lines[-1]["seq"] if lines else after,
+            }
+        )
+
+    async def _download(self, run_id: int) -> None:
+        path = await self.services.runs.log_file(run_id)
+        self.set_header("Content-Type", "text/plain; charset=UTF-8")
+        self.set_header("Content-Disposition", f'attachment; filename="run-{run_id}.log"')
+        self.set_header("X-Content-Type-Options", "nosniff")
+        await _stream(self, path)
+
+
+class RunArtifactsHandler(EnergyOpsHandler):
+    @allow("read")
+    async def get(self, run_id: str) -> None:
+        items = await self.services.runs.artifacts(int(run_id))
+        self.write_json({"run_id": int(run_id), "items": items})
+
+
+class RunArtifactHandler(EnergyOpsHandler):
+    @allow("read")
+    async def get(self, run_id: str, name: str) -> None:
+        artifact = await self.services.runs.artifact(int(run_id), name)
+        self.set_header("Content-Type", "application/octet-stream")
+        self.set_header("Content-Disposition", f'attachment; filename="{artifact.name}"')
+        self.set_header("X-Content-Type-Options", "nosniff")
+        await _stream(self, artifact.path)
+
+
+async def _stream(handler: EnergyOpsHandler, path: Path) -> None:
+    fh = await asyncio.to_thread(path.open, "rb")
+    try:
+        while chunk := await asyncio.to_thread(fh.read, CHUNK):
+            handler.write(chunk)
+            await handler.flush()
+    finally:
+        await asyncio.to_thread(fh.close)
+    handler.finish()
+
+
+routes = [
+    (r"/runs", RunsHandler),
+    (r"/runs/(\d+)", RunHandler),
+    (r"/runs/(\d+)/logs", RunLogsHandler),
+    (r"/runs/(\d+)/artifacts", RunArtifactsHandler),
+    (r"/runs/(\d+)/artifacts/([^/]+)", RunArtifactHandler),
+]

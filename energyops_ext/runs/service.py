@@ -1,0 +1,494 @@
+"""RunService: scripts and their versions, runs and their queue, logs, artifacts.
+
+Handlers call these coroutines; they know nothing of Tornado. Database and file work runs in
+threads; the process work is in ``engine.py`` and ``runner.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ..config import Settings
+from ..db import Database
+from ..db.models import Run, Script
+from ..errors import BadRequest, Conflict, NotFound, check_name
+from ..events import RUNS, Event, EventHub, run_topic
+from ..feed import add_activity, announce
+from ..storage import Storage
+from . import scripts, store
+from .engine import RunEngine
+from .inputs import parse_run_request
+from .logs import LEVELS
+from .sandbox import probe
+
+STREAMS = ("stdout", "stderr", "system")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str
+    path: Path
+    size: int
+
+
+class RunService:
+    def __init__(
+        self, settings: Settings, db: Database, storage: Storage, hub: EventHub, log: logging.Logger
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.storage = storage
+        self.hub = hub
+        self.log = log
+        self.engine = RunEngine(settings, db, storage, hub, log)
+
+    async def start(self) -> None:
+        await self.engine.start()
+
+    async def stop(self) -> None:
+        await self.engine.stop()
+
+    def health(self) -> dict[str, Any]:
+        """/health parts: which sandbox layers work, and the queue. Blocking."""
+        info = self.engine.sandbox or probe(self.settings)
+        queued = self.db.read_sync(store.queued_count)
+        return {
+            "sandbox": info.to_json(),
+            "queue": {
+                "running": len(self.engine.active),
+                "queued": queued,
+                "max_concurrent": self.settings.max_concurrent_runs,
+            },
+        }
+
+    # --- scripts ---
+
+    async def upload_script(
+        self,
+        filename: str,
+        data: bytes,
+        kind: str | None,
+        model_type: str | None,
+        description: str | None,
+        user: str,
+    ) -> tuple[dict[str, Any], bool]:
+        """Store a new version (201) or return the latest one when the content is the same
+        (200). Returns (script, created)."""
+        upload = await asyncio.to_thread(
+            scripts.validate_upload, self.settings, filename, data, kind, model_type, description
+        )
+        key = self.storage.new_key("scripts", ".py")
+        await asyncio.to_thread(self.storage.put, key, upload.data)
+
+        def save(session: Session) -> tuple[dict[str, Any], bool, list[Any]]:
+            latest = scripts.latest_version(session, upload.name)
+            if latest is not None and latest.kind != upload.kind:
+                raise Conflict(
+                    f"{upload.name} is already a {latest.kind} script; "
+                    f"upload it with kind={latest.kind} or rename it",
+                    details={"field": "kind"},
+                )
+            if latest is not None and latest.sha256 == upload.sha256:
+                return scripts.script_json(latest), False, []
+            script = Script(
+                kind=upload.kind,
+                model_type=upload.model_type,
+                name=upload.name,
+                version=(latest.version + 1) if latest else 1,
+                sha256=upload.sha256,
+                size=len(upload.data),
+                storage_key=key,
+                status="active",
+                description=upload.description,
+                uploaded_by=user,
+            )
+            session.add(script)
+            session.flush()
+            activity = add_activity(
+                session,
+                type="script",
+                action="uploaded",
+                title=f"{script.name} v{script.version} uploaded",
+                entity_type="script",
+                entity_id=script.id,
+                user=user,
+            )
+            return scripts.script_json(script), True, [activity]
+
+        try:
+            data_out, created, activities = await self.db.write(save)
+        except IntegrityError:
+            await asyncio.to_thread(self.storage.delete, key)
+            raise Conflict(
+                f"another version of {upload.name} was uploaded at the same time; try again"
+            ) from None
+        except BaseException:
+            await asyncio.to_thread(self.storage.delete, key)
+            raise
+        if not created:
+            await asyncio.to_thread(self.storage.delete, key)
+        announce(self.hub, activities)
+        return data_out, created
+
+    async def list_scripts(self, **filters: Any) -> dict[str, Any]:
+        return await self.db.read(
+            lambda s: scripts.list_scripts(s, run_json=store.run_json, **filters)
+        )
+
+    async def get_script(self, script_id: int) -> dict[str, Any]:
+        return await self.db.read(lambda s: scripts.script_detail(s, script_id, store.run_json))
+
+    async def script_source(self, script_id: int) -> str:
+        key = await self.db.read(lambda s: scripts.get_script(s, script_id).storage_key)
+        data = await asyncio.to_thread(self.storage.get, key)
+        return data.decode("utf-8")
+
+    async def update_script(
+        self, script_id: int, changes: dict[str, Any], user: str
+    ) -> dict[str, Any]:
+        status = changes.get("status")
+        if status is not None and status not in scripts.STATUSES:
+            raise BadRequest(
+                "status must be active or archived",
+                code="invalid_field",
+                details={"field": "status"},
+            )
+        description = changes.get("description")
+        if description is not None and (
+            not isinstance(description, str) or len(description) > scripts.MAX_DESCRIPTION
+        ):
+            raise BadRequest(
+                "description must be a string of at most 2000 characters",
+                code="invalid_field",
+                details={"field": "description"},
+            )
+
+        def write(session: Session) -> tuple[dict[str, Any], list[Any]]:
+            script = scripts.get_script(session, script_id)
+            activities = []
+            if "description" in changes:
+                script.description = description or None
+            if status is not None and status != script.status:
+                script.status = status
+                action = "archived" if status == "archived" else "restored"
+                activities.append(
+                    add_activity(
+                        session,
+                        type="script",
+                        action=action,
+                        title=f"{script.name} v{script.version} {action}",
+                        entity_type="script",
+                        entity_id=script.id,
+                        user=user,
+                    )
+                )
+            session.flush()
+            return scripts.script_json(script), activities
+
+        data, activities = await self.db.write(write)
+        announce(self.hub, activities)
+        return data
+
+    async def delete_script(self, script_id: int, force: bool, user: str) -> None:
+        """The script version with every run, log line, log file, run directory and its file."""
+        run_ids, active_ids = await self.db.read(lambda s: _script_runs(s, script_id))
+        if active_ids and not force:
+            raise Conflict(
+                f"script {script_id} has active runs ({', '.join(map(str, active_ids))});"
+                " kill them first or pass force=true",
+                details={"runs": active_ids},
+            )
+        for run_id in active_ids:
+            await self._stop_run(run_id, "the script was deleted", user)
+
+        def delete(session: Session) -> tuple[str, list[Any]]:
+            script = scripts.get_script(session, script_id)
+            key, title = script.storage_key, f"{script.name} v{script.version} deleted"
+            for run in session.scalars(select(Run).where(Run.script_id == script_id)):
+                session.delete(run)
+            session.delete(script)
+            activity = add_activity(
+                session,
+                type="script",
+                action="deleted",
+                title=title,
+                entity_type="script",
+                entity_id=script_id,
+                user=user,
+            )
+            return key, [activity]
+
+        key, activities = await self.db.write(delete)
+        await asyncio.to_thread(self._delete_files, key, run_ids)
+        announce(self.hub, activities)
+
+    def _delete_files(self, key: str, run_ids: list[int]) -> None:
+        self.storage.delete(key)
+        for run_id in run_ids:
+            self.engine.log_file(run_id).unlink(missing_ok=True)
+            shutil.rmtree(self.engine.paths(run_id).root, ignore_errors=True)
+
+    # --- runs ---
+
+    async def create_run(self, script_id: int, body: dict[str, Any], user: str) -> dict[str, Any]:
+        request = parse_run_request(body, self.settings)
+
+        def write(session: Session) -> tuple[dict[str, Any], list[Any]]:
+            script = scripts.get_script(session, script_id)
+            if script.status == "archived":
+                raise Conflict(
+                    f"script {script_id} ({script.name} v{script.version}) is "
+                    "archived; restore it to run it"
+                )
+            run = Run(
+                script=script,
+                status="queued",
+                args=request.args,
+                config=request.config,
+                inputs=[i.to_json() for i in request.inputs],
+                priority=request.priority,
+                timeout_s=request.timeout_s,
+                requested_by=user,
+                line_count=0,
+                error_count=0,
+            )
+            session.add(run)
+            session.flush()
+            activity = add_activity(
+                session,
+                type="run",
+                action="queued",
+                title=f"Run {run.id} of {script.name} v{script.version} requested",
+                entity_type="run",
+                entity_id=run.id,
+                status="queued",
+                user=user,
+            )
+            return store.run_json(run), [activity]
+
+        data, activities = await self.db.write(write)
+        announce(self.hub, activities)
+        self.hub.publish(Event(run_topic(data["id"]), "run.status", data))
+        self.hub.publish(Event(RUNS, "run.queued", data))
+        await self.engine.pump()
+        return await self.get_run(data["id"])
+
+    async def get_run(self, run_id: int) -> dict[str, Any]:
+        return await self.db.read(lambda s: store.run_json(store.get_run(s, run_id)))
+
+    async def list_runs(self, **filters: Any) -> dict[str, Any]:
+        return await self.db.read(lambda s: store.list_runs(s, **filters))
+
+    async def kill_run(self, run_id: int, user: str) -> dict[str, Any]:
+        """Cancel a queued run or kill a running one (it ends ``killed``)."""
+        status = await self.db.read(lambda s: store.get_run(s, run_id).status)
+        if status not in store.ACTIVE:
+            raise Conflict(
+                f"run {run_id} has already finished ({status})",
+                code="run_finished",
+                details={"status": status},
+            )
+        await self._stop_run(run_id, f"killed by {user}", user, wait=False)
+        return await self.get_run(run_id)
+
+    async def _stop_run(self, run_id: int, reason: str, user: str, wait: bool = True) -> None:
+        active = self.engine.active.get(run_id)
+        if active is not None:
+            active.kill(reason, user)
+            await self._kill_activity(run_id, user)
+            if wait and active.task is not None:
+                await asyncio.wait({active.task})
+            return
+        cancelled = await self.db.write(lambda s: _cancel_queued(s, run_id, reason, user))
+        if cancelled is not None:
+            announce(self.hub, cancelled[1])
+            self.hub.publish(Event(run_topic(run_id), "run.status", cancelled[0]))
+            self.hub.publish(
+                Event(
+                    RUNS,
+                    "run.finished",
+                    {
+                        "run_id": run_id,
+                        "status": "killed",
+                        "exit_code": None,
+                        "runtime_ms": None,
+                        "objective_value": None,
+                        "run": cancelled[0],
+                    },
+                )
+            )
+            return
+        active = self.engine.active.get(run_id)
+        if active is not None:  # it started meanwhile
+            await self._stop_run(run_id, reason, user, wait)
+            return
+        status = await self.db.read(lambda s: store.get_run(s, run_id).status)
+        if status in store.ACTIVE:
+            raise Conflict(f"run {run_id} is {status} on another server; kill it there")
+
+    async def _kill_activity(self, run_id: int, user: str) -> None:
+        def write(session: Session) -> list[Any]:
+            return [
+                add_activity(
+                    session,
+                    type="run",
+                    action="killed",
+                    title=f"Run {run_id} killed",
+                    entity_type="run",
+                    entity_id=run_id,
+                    status="running",
+                    user=user,
+                )
+            ]
+
+        announce(self.hub, await self.db.write(write))
+
+    # --- logs ---
+
+    async def log_backlog(
+        self, run_id: int, after_seq: int, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Every line with seq > ``after_seq`` that exists now, in seq order, without a gap:
+        the unflushed lines of an active run (snapshot taken first) merged with the database
+        (read second). A line leaves the in-memory list only after its batch commits, so a
+        flush between the two reads cannot lose it."""
+        return await self.read_logs(run_id, after_seq, limit)
+
+    async def read_logs(
+        self,
+        run_id: int,
+        after_seq: int = 0,
+        limit: int | None = None,
+        stream: str | None = None,
+        level: str | None = None,
+    ) -> list[dict[str, Any]]:
+        if stream is not None and stream not in STREAMS:
+            raise BadRequest(
+                f"stream must be one of {', '.join(STREAMS)}",
+                code="invalid_parameter",
+                details={"field": "stream"},
+            )
+        if level is not None and level not in LEVELS:
+            raise BadRequest(
+                f"level must be one of {', '.join(LEVELS)}",
+                code="invalid_parameter",
+                details={"field": "level"},
+            )
+        active = self.engine.active.get(run_id)
+        pending = active.log.snapshot(after_seq) if active is not None else []
+
+        def read(session: Session) -> list[dict[str, Any]]:
+            store.get_run(session, run_id)
+            return store.read_lines(session, run_id, after_seq, limit, stream, level)
+
+        lines = {line["seq"]: line for line in await self.db.read(read)}
+        allowed = set(store.levels_at_least(level)) if level else None
+        for record in pending:
+            if record.seq in lines or (stream and record.stream != stream):
+                continue
+            if allowed is None or record.level in allowed:
+                lines[record.seq] = record.to_json()
+        ordered = [lines[seq] for seq in sorted(lines)]
+        return ordered[:limit] if limit is not None else ordered
+
+    async def log_file(self, run_id: int) -> Path:
+        await self.get_run(run_id)
+        active = self.engine.active.get(run_id)
+        if active is not None:
+            await self.engine.flush(active)
+        path = self.engine.log_file(run_id)
+        if not path.exists():
+            await asyncio.to_thread(path.touch)
+        return path
+
+    # --- artifacts ---
+
+    async def artifacts(self, run_id: int) -> list[dict[str, Any]]:
+        await self.get_run(run_id)
+        output = self.engine.paths(run_id).output_dir
+        return await asyncio.to_thread(_list_artifacts, output)
+
+    async def artifact(self, run_id: int, name: str) -> Artifact:
+        check_name(name, "artifact name")
+        await self.get_run(run_id)
+        output = self.engine.paths(run_id).output_dir
+        found = await asyncio.to_thread(_resolve_artifact, output, name)
+        if found is None:
+            raise NotFound(f"run {run_id} has no artifact {name!r}", code="artifact_not_found")
+        return found
+
+
+def _script_runs(session: Session, script_id: int) -> tuple[list[int], list[int]]:
+    scripts.get_script(session, script_id)
+    rows = session.execute(select(Run.id, Run.status).where(Run.script_id == script_id)).all()
+    return [r[0] for r in rows], [r[0] for r in rows if r[1] in store.ACTIVE]
+
+
+def _cancel_queued(
+    session: Session, run_id: int, reason: str, user: str
+) -> tuple[dict[str, Any], list[Any]] | None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import update
+
+    result = session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.status == "queued")
+        .values(status="killed", status_reason=reason, finished_at=datetime.now(UTC))
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        return None
+    run = store.get_run(session, run_id)
+    session.refresh(run)
+    activity = add_activity(
+        session,
+        type="run",
+        action="killed",
+        title=f"Run {run_id} cancelled before it started",
+        entity_type="run",
+        entity_id=run_id,
+        status="killed",
+        user=user,
+    )
+    return store.run_json(run), [activity]
+
+
+def _artifact_files(output: Path) -> Iterator[os.DirEntry[str]]:
+    if not output.is_dir():
+        return
+    with os.scandir(output) as entries:
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False):
+                yield entry
+
+
+def _list_artifacts(output: Path) -> list[dict[str, Any]]:
+    files = sorted(_artifact_files(output), key=lambda e: e.name)
+    return [{"name": e.name, "size": e.stat(follow_symlinks=False).st_size} for e in files]
+
+
+def _resolve_artifact(output: Path, name: str) -> Artifact | None:
+    """Only a regular file whose real path is inside the run's real output directory."""
+    root = output.resolve()
+    try:
+        real = (output / name).resolve(strict=True)
+        info = os.stat(real, follow_symlinks=False)
+    except (OSError, RuntimeError):
+        return None
+    if real.parent != root or not stat.S_ISREG(info.st_mode):
+        return None
+    if (output / name).is_symlink():
+        return None
+    return Artifact(name, real, info.st_size)

@@ -1,0 +1,189 @@
+"""Database work of runs: JSON shapes, the queue claim, bulk log lines, log and run queries."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from ..db.models import LogLine, Run, Script
+from ..errors import NotFound
+from .logs import LEVEL_RANK, LEVELS, Batch, LogRecord
+from .registry import boot_id, host_name
+
+ACTIVE = ("queued", "running")
+FINISHED = ("succeeded", "failed", "killed", "timed_out", "lost")
+STATUSES = ACTIVE + FINISHED
+METRIC_COLUMNS = ("progress", "objective_value", "results_count", "solver_time_ms")
+LOG_COLUMNS = "run_id, seq, stream, level, ts, text"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def run_json(run: Run) -> dict[str, Any]:
+    script = run.script
+    return {
+        "id": run.id,
+        "script_id": run.script_id,
+        "script_name": script.name,
+        "script_version": script.version,
+        "kind": script.kind,
+        "model_type": script.model_type,
+        "status": run.status,
+        "status_reason": run.status_reason,
+        "args": run.args,
+        "config": run.config,
+        "inputs": run.inputs,
+        "priority": run.priority,
+        "timeout_s": run.timeout_s,
+        "requested_by": run.requested_by,
+        "host": run.host,
+        "pid": run.pid,
+        "created_at": run.created_at.isoformat(),
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+        "heartbeat_at": _iso(run.heartbeat_at),
+        "exit_code": run.exit_code,
+        "runtime_ms": run.runtime_ms,
+        "line_count": run.line_count,
+        "error_count": run.error_count,
+        "progress": run.progress,
+        "objective_value": run.objective_value,
+        "results_count": run.results_count,
+        "solver_time_ms": run.solver_time_ms,
+    }
+
+
+def get_run(session: Session, run_id: int) -> Run:
+    run = session.get(Run, run_id)
+    if run is None:
+        raise NotFound(f"run {run_id} does not exist", code="run_not_found")
+    return run
+
+
+def list_runs(
+    session: Session,
+    *,
+    script_id: int | None,
+    kind: str | None,
+    model_type: str | None,
+    status: str | None,
+    limit: int,
+    offset: int,
+) -> dict[str, Any]:
+    query = select(Run).join(Script, Run.script_id == Script.id)
+    if script_id is not None:
+        query = query.where(Run.script_id == script_id)
+    if kind:
+        query = query.where(Script.kind == kind)
+    if model_type:
+        query = query.where(Script.model_type == model_type)
+    if status:
+        query = query.where(Run.status == status)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(Run.id.desc()).limit(limit).offset(offset)).all()
+    return {"items": [run_json(r) for r in rows], "total": total}
+
+
+def claim_next(session: Session) -> int | None:
+    """Move the next queued run (priority, then age) to running; None when none waits.
+    The conditional UPDATE keeps two servers on one database from taking the same run."""
+    for _ in range(5):
+        run_id = session.scalar(
+            select(Run.id)
+            .where(Run.status == "queued")
+            .order_by(Run.priority.desc(), Run.created_at, Run.id)
+            .limit(1)
+        )
+        if run_id is None:
+            return None
+        claimed = session.execute(
+            update(Run)
+            .where(Run.id == run_id, Run.status == "queued")
+            .values(
+                status="running",
+                started_at=datetime.now(UTC),
+                host=host_name(),
+                boot_id=boot_id(),
+                heartbeat_at=datetime.now(UTC),
+            )
+        )
+        if getattr(claimed, "rowcount", 0) == 1:
+            return run_id
+    return None
+
+
+def _sqlite_ts(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def insert_lines(session: Session, run_id: int, records: list[LogRecord]) -> None:
+    """Bulk insert through the driver: COPY on PostgreSQL, executemany on SQLite."""
+    if not records:
+        return
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        raw: Any = conn.connection.driver_connection
+        with (
+            raw.cursor() as cursor,
+            cursor.copy(f"COPY log_lines ({LOG_COLUMNS}) FROM STDIN") as copy,
+        ):
+            for r in records:
+                copy.write_row((run_id, r.seq, r.stream, r.level, r.ts, r.text))
+        return
+    conn.exec_driver_sql(
+        f"INSERT INTO log_lines ({LOG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+        [(run_id, r.seq, r.stream, r.level, _sqlite_ts(r.ts), r.text) for r in records],
+    )
+
+
+def write_batch(session: Session, run_id: int, batch: Batch) -> None:
+    insert_lines(session, run_id, batch.records)
+    values: dict[str, Any] = {"line_count": batch.line_count, "error_count": batch.error_count}
+    values.update({k: v for k, v in batch.metrics.items() if k in METRIC_COLUMNS})
+    session.execute(update(Run).where(Run.id == run_id).values(**values))
+
+
+def line_json(line: LogLine) -> dict[str, Any]:
+    return {
+        "seq": line.seq,
+        "stream": line.stream,
+        "level": line.level,
+        "ts": line.ts.isoformat(),
+        "text": line.text,
+    }
+
+
+def read_lines(
+    session: Session,
+    run_id: int,
+    after_seq: int,
+    limit: int | None,
+    stream: str | None = None,
+    level: str | None = None,
+) -> list[dict[str, Any]]:
+    query = select(LogLine).where(LogLine.run_id == run_id, LogLine.seq > after_seq)
+    if stream:
+        query = query.where(LogLine.stream == stream)
+    if level:
+        query = query.where(LogLine.level.in_(levels_at_least(level)))
+    query = query.order_by(LogLine.seq)
+    if limit is not None:
+        query = query.limit(limit)
+    return [line_json(line) for line in session.scalars(query)]
+
+
+def levels_at_least(level: str) -> list[str]:
+    return [name for name in LEVELS if LEVEL_RANK[name] >= LEVEL_RANK[level]]
+
+
+def max_seq(session: Session, run_id: int) -> int:
+    return session.scalar(select(func.max(LogLine.seq)).where(LogLine.run_id == run_id)) or 0
+
+
+def queued_count(session: Session) -> int:
+    return session.scalar(select(func.count()).where(Run.status == "queued")) or 0
