@@ -12,6 +12,7 @@ from .db import Database, upgrade
 from .events import EventHub
 from .events.periodic import DashboardPusher, dashboard_pusher
 from .events.stream import run_log_stream
+from .runs.service import RunService
 from .storage import LocalStorage, Storage
 
 
@@ -22,12 +23,15 @@ class Services:
     storage: Storage
     hub: EventHub
     log: logging.Logger
+    runs: RunService
     started_monotonic: float = field(default_factory=time.monotonic)
     dashboard: DashboardPusher | None = None
 
     def health_parts(self) -> dict[str, Any]:
         """Sections of /health owned by the services (sandbox, queue, ...). Blocking."""
-        return {}
+        parts: dict[str, Any] = {}
+        parts.update(self.runs.health())
+        return parts
 
     async def start(self) -> None:
         """Start background work once the event loop runs."""
@@ -37,9 +41,11 @@ class Services:
         if self.dashboard is None:
             self.dashboard = dashboard_pusher(self)
         self.dashboard.start()
+        await self.runs.start()
 
     async def stop(self) -> None:
         """Stop background work and release every resource; safe to call twice."""
+        await self.runs.stop()
         if self.dashboard is not None:
             await self.dashboard.stop()
         self.hub.close()
@@ -53,10 +59,13 @@ def build_services(settings: Settings, log: logging.Logger) -> Services:
     db = Database(settings.db_url)
     upgrade(db.write_engine)
     log.info("EnergyOps database: %s (%s)", db.display_url, db.kind)
+    storage = LocalStorage(settings.files_dir)
+    hub = EventHub(queue_frames=settings.ws_queue_frames)
     return Services(
         settings=settings,
         db=db,
-        storage=LocalStorage(settings.files_dir),
-        hub=EventHub(queue_frames=settings.ws_queue_frames),
+        storage=storage,
+        hub=hub,
         log=log,
+        runs=RunService(settings, db, storage, hub, log),
     )

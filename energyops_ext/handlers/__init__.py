@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import feed, health, ws
+from . import feed, health, runs, scripts, ws
 from .base import NotFoundHandler
 
 ROUTES: list[tuple[str, Any]] = [
     *health.routes,
     *feed.routes,
+    *scripts.routes,
+    *runs.routes,
     *ws.routes,
     (r"/(.*)", NotFoundHandler),
 ]
