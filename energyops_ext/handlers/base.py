@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from asyncio import Future
 from collections.abc import Callable
@@ -45,11 +46,35 @@ def allow(action: str) -> Callable[[Method], Method]:
     ``energyops``, as one typed decorator. ``action`` is read, write or execute."""
 
     def wrap(method: Method) -> Method:
-        wrapped = web.authenticated(authorized(action)(method))
+        wrapped = web.authenticated(authorized(action)(ids_in_range(method)))
         wrapped.energyops_action = action  # type: ignore[attr-defined]
         return cast(Method, wrapped)
 
     return wrap
+
+
+MAX_ID = 2**31 - 1
+
+
+def too_big(digits: str) -> bool:
+    digits = digits.lstrip("0")
+    return len(digits) > len(str(MAX_ID)) or int(digits or "0") > MAX_ID
+
+
+def ids_in_range(method: Method) -> Method:
+    """A numeric path argument past the largest id a table can hold is an id that does not
+    exist: 404, instead of an integer overflow in the database driver."""
+
+    @functools.wraps(method)
+    def check(self: Any, *args: Any, **kwargs: Any) -> Any:
+        for arg in args:
+            if isinstance(arg, str) and arg.isdecimal() and too_big(arg):
+                raise NotFound(
+                    f"no such id: {arg[:40]} is past the largest id ({MAX_ID})", code="not_found"
+                )
+        return method(self, *args, **kwargs)
+
+    return cast(Method, check)
 
 
 SECRET_QUERY_KEYS = ("token", "auth", "key", "code", "state", "xsrf")
