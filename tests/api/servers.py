@@ -73,6 +73,7 @@ class LiveServer:
         *,
         energyops: dict[str, Any] | None = None,
         authorizer: type[Authorizer] | None = None,
+        server_app: dict[str, Any] | None = None,
     ) -> None:
         self.workdir = workdir
         self.db_url = db_url
@@ -92,6 +93,7 @@ class LiveServer:
                 "open_browser": False,
                 "root_dir": str(workdir),
                 "allow_root": True,
+                **(server_app or {}),
             },
             "IdentityProvider": {"token": self.token},
             "EnergyOpsIdentityProvider": {"operator_token": OPERATOR_TOKEN, "user_name": "quant"},
@@ -189,10 +191,13 @@ def live_server(
     *,
     energyops: dict[str, Any] | None = None,
     authorizer: type[Authorizer] | None = None,
+    server_app: dict[str, Any] | None = None,
 ) -> Iterator[LiveServer]:
     """A started server on ``backend`` ("sqlite" or "postgresql"), stopped and cleaned after."""
     with _database(workdir, backend) as db_url:
-        server = LiveServer(workdir, db_url, energyops=energyops, authorizer=authorizer)
+        server = LiveServer(
+            workdir, db_url, energyops=energyops, authorizer=authorizer, server_app=server_app
+        )
         server.start()
         try:
             yield server
