@@ -34,7 +34,7 @@ from energyops_ext.handlers.base import EnergyOpsHandler
 
 from ..conftest import BACKENDS
 from .conftest import OPERATOR_TOKEN
-from .seed import seed
+from .seed import MARKET_CSV, seed
 from .servers import DenyWriteExecuteAuthorizer, LiveServer, live_server
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
@@ -100,6 +100,16 @@ SAMPLES: dict[str, Sample] = {
     r"/runs/(\d+)/artifacts": Sample("runs/1/artifacts"),
     r"/runs/(\d+)/artifacts/([^/]+)": Sample("runs/1/artifacts/result.csv"),
     r"/events": Sample("events"),
+    r"/datasets": Sample("datasets"),
+    r"/datasets/([^/]+)/uploads": Sample(
+        "datasets/market-snapshot/uploads",
+        bodies={"POST": lambda: {"files": {"file": ("market.csv", MARKET_CSV, "text/csv")}}},
+    ),
+    r"/datasets/([^/]+)/rows": Sample("datasets/market-snapshot/rows"),
+    r"/uploads/(\d+)": Sample("uploads/1"),
+    r"/market/stats": Sample("market/stats"),
+    r"/market/snapshot": Sample("market/snapshot"),
+    r"/market/export": Sample("market/export"),
     CATCH_ALL: Sample(
         "no/such/route",
         bodies={m: _json({"name": "x"}) for m in ("POST", "PUT", "PATCH")},
