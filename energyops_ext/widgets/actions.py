@@ -29,36 +29,40 @@ def error_html(exc: Exception) -> str:
 
 
 def report_html(report: Mapping[str, Any]) -> str:
-    """An upload report: counts, the column mapping, conversions, and the rejected rows."""
+    """An upload report: counts, the column mapping, conversions and notes, a preview of the
+    rows (dry run), and the rejected rows with their rule."""
     counts = " · ".join(
         f"{label} <b>{esc(format_number(report.get(key)))}</b>"
         for key, label in (
             ("rows_read", "read"),
-            ("inserted", "inserted"),
-            ("updated", "updated"),
-            ("rejected", "rejected"),
+            ("rows_inserted", "inserted"),
+            ("rows_updated", "updated"),
+            ("rows_rejected", "rejected"),
         )
         if key in report
     )
-    mode = "dry run (nothing stored)" if report.get("dry_run") else "stored"
-    mapping = report.get("mapping") or report.get("columns") or {}
+    mode = "dry run, nothing stored" if report.get("dry_run") else "stored"
+    mapping = report.get("columns") or {}
     mapping_rows = (
         [{"from": k, "to": v} for k, v in mapping.items()] if isinstance(mapping, dict) else []
     )
-    notes = [str(n) for n in (report.get("conversions") or []) + (report.get("notes") or [])]
-    errors = report.get("errors") or report.get("row_errors") or []
+    notes = [str(n) for n in [*(report.get("conversions") or []), *(report.get("notes") or [])]]
+    preview = report.get("preview") or []
+    preview_columns = [(str(k), str(k)) for k in (preview[0] if preview else {})]
     return (
-        f'<div class="eo-report"><div>{esc(mode)}: {counts}</div>'
+        f'<div class="eo-report"><div>{esc(report.get("status", ""))} ({esc(mode)}): '
+        f"{counts}</div>"
         + (f"<div>sheet: {esc(report['sheet'])}</div>" if report.get("sheet") else "")
         + "".join(f"<div>{esc(n)}</div>" for n in notes)
         + (
-            html_table(mapping_rows, [("from", "file column"), ("to", "column")])
+            html_table(mapping_rows, [("from", "column"), ("to", "file column")])
             if mapping_rows
             else ""
         )
+        + ("<b>Preview</b>" + html_table(preview, preview_columns) if preview else "")
         + "<b>Rejected rows</b>"
         + html_table(
-            errors,
+            report.get("errors") or [],
             [("row", "row"), ("column", "column"), ("value", "value"), ("rule", "rule")],
             empty="none",
         )

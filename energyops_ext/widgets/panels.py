@@ -384,8 +384,7 @@ class MarketPanel:
         self.refresh()
 
     def _latest_day(self) -> date:
-        stats = self.client.market_stats()
-        last = stats.get("last_date") or stats.get("to") or stats.get("max_date")
+        last = self.client.get("market/snapshot").get("to")  # no date: the latest day
         return date.fromisoformat(str(last)[:10]) if last else date.today()
 
     def _on_event(self, event: Event) -> None:

@@ -131,7 +131,7 @@ def test_user_text_is_escaped_everywhere_it_becomes_html() -> None:
     report = report_html(
         {
             "rows_read": 3,
-            "rejected": 1,
+            "rows_rejected": 1,
             "sheet": XSS,
             "errors": [{"row": 2, "column": XSS, "value": XSS, "rule": "x"}],
         }
