@@ -136,7 +136,8 @@ class Stack:
             self.start_voila()
         return self
 
-    def start_voila(self) -> None:
+    def start_voila(self, directory: Path | None = None) -> None:
+        """Voila on ``directory`` (default: the repository's dashboards/)."""
         log = self.workdir / "voila.log"
         env = self.env()
         env["ENERGYOPS_URL"] = self.url
@@ -146,7 +147,7 @@ class Stack:
                 sys.executable,
                 "-m",
                 "voila",
-                "dashboards",
+                str(directory or REPO / "dashboards"),
                 "--no-browser",
                 "--Voila.ip=127.0.0.1",
                 f"--port={self.voila_port}",
