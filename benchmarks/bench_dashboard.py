@@ -58,7 +58,7 @@ def _paint_figures(stack: Stack, workdir: Path) -> list[Figure]:
 
     trivial = workdir / "trivial"
     trivial.mkdir()
-    cell = {
+    cell: dict[str, Any] = {
         "cell_type": "code",
         "id": "trivial",
         "metadata": {},
