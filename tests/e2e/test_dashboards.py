@@ -178,6 +178,17 @@ def test_operations_dashboard_live_log_escaping_and_no_execute(
     no_widget_errors(page)
     page.screenshot(path=str(tmp_path / "operations.png"), full_page=True)
 
+    # follow pauses while the user reads older lines, and resumes at the bottom
+    page.wait_for_selector(".eo-log .eo-log-line:text('dashboard-line-24')", timeout=10_000)
+    page.evaluate("() => { const b = document.querySelector('.eo-log'); b.scrollTop = 0; }")
+    page.wait_for_selector(".eo-log-paused:visible", timeout=5_000)
+    page.wait_for_selector(".eo-log .eo-log-line:text('dashboard-line-30')", timeout=10_000)
+    assert page.evaluate("() => document.querySelector('.eo-log').scrollTop") == 0
+    page.evaluate(
+        "() => { const b = document.querySelector('.eo-log'); b.scrollTop = b.scrollHeight; }"
+    )
+    page.wait_for_selector(".eo-log-paused", state="hidden", timeout=5_000)
+
     marker = tmp_path / "executed-by-voila-page"
     result = page.evaluate(
         """async (code) => {
