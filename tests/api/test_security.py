@@ -396,6 +396,55 @@ def check_cells(rows: list[list[Any]]) -> set[str]:
     return texts
 
 
+# --- XSRF and CORS stay as jupyter_server sets them ---
+
+
+def test_xsrf_and_origin_checks_are_not_overridden() -> None:
+    package = Path(__file__).resolve().parents[2] / "energyops_ext"
+    widening = (
+        "check_xsrf_cookie",
+        "check_origin",
+        "skip_check_origin",
+        "allow_origin",
+        "xsrf_cookies",
+        "Access-Control-Allow",
+    )
+    for path in package.rglob("*.py"):
+        text = path.read_text("utf-8")
+        found = [word for word in widening if word in text]
+        assert not found, f"{path.relative_to(package)} touches {found}"
+
+
+def test_cross_origin_cookie_requests_are_refused(env: Env) -> None:
+    server = env.server
+    session = requests.Session()
+    assert session.get(f"{server.base}/api/status", headers=server.headers).status_code == 200
+    session.get(f"{server.base}/login")
+    evil = {"Origin": "http://evil.example"}
+    xsrf = session.cookies.get("_xsrf") or ""
+    read = session.get(server.url("health"), headers=evil, timeout=10)
+    write = session.patch(
+        server.url("scripts/1"),
+        headers={**evil, "X-XSRFToken": xsrf},
+        json={"description": "cross-origin"},
+        timeout=10,
+    )
+    for response in (read, write):
+        assert response.status_code in (403, 404), response.status_code
+        assert response.headers.get("Access-Control-Allow-Origin") in (None, "")
+    cookie = "; ".join(f"{k}={v}" for k, v in session.cookies.get_dict().items())
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(
+            server.url("events").replace("http://", "ws://", 1),
+            cookie=cookie,
+            origin="http://evil.example",
+            timeout=10,
+        )
+    assert refused.value.status_code in (403, 404)
+    plain = get(server, "events")
+    assert plain.status_code == 400 and plain.json()["error"]["code"] == "websocket_required"
+
+
 # --- tokens stay out of the log (runs last: it reads everything logged above) ---
 
 
