@@ -174,7 +174,7 @@ def test_operations_dashboard_live_log_escaping_and_no_execute(
     page.wait_for_selector(".eo-log .eo-log-line:text('dashboard-line-3')", timeout=10_000)
     assert page.locator("img[src='x']").count() == 0
     assert page.locator(".eo-log img").count() == 0
-    assert page.get_by_text(XSS, exact=True).count() == 1
+    assert page.locator(".eo-log").get_by_text(XSS, exact=True).count() == 1  # once, as text
     no_widget_errors(page)
     page.screenshot(path=str(tmp_path / "operations.png"), full_page=True)
 
