@@ -191,6 +191,23 @@ def test_text_is_served_as_text(env: Env) -> None:
     assert source.headers["X-Content-Type-Options"] == "nosniff"
 
 
+def test_runs_do_not_see_the_server_token(env: Env) -> None:
+    server = env.server
+    script = upload_script(server, "test_environ.py", ENVIRON_SCRIPT)
+    run = post(server, f"scripts/{script['id']}/runs", json={}).json()
+    assert wait_run(server, run["id"])["status"] == "succeeded"
+    log = get(server, f"runs/{run['id']}/logs", params={"format": "text"}).text
+    assert "ENERGYOPS_RUN_ID=" in log
+    assert server.token not in log
+    assert "ENERGYOPS_TOKEN" not in log and "JUPYTER" not in log
+
+
+ENVIRON_SCRIPT = b"""import os
+for key, value in sorted(os.environ.items()):
+    print(f"{key}={value}")
+"""
+
+
 # --- zip bombs ---
 
 
