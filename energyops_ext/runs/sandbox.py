@@ -78,10 +78,34 @@ def _try(cmd: list[str]) -> str | None:
     return None
 
 
+def _python_paths_under_tmp() -> list[str]:
+    """What the run's Python needs that a private /tmp would hide: the interpreter's prefixes,
+    the import path and this package, when they live under /tmp (a checkout or venv there)."""
+    package_root = Path(__file__).resolve().parents[2]
+    candidates = {sys.prefix, sys.base_prefix, str(package_root), *sys.path}
+    tmp = Path("/tmp")
+    found = []
+    for candidate in candidates:
+        if not candidate:
+            continue
+        path = Path(candidate).resolve()
+        if path.is_relative_to(tmp) and path != tmp and path.exists():
+            found.append(str(path))
+    # Parents first, and nothing already covered by a parent.
+    found.sort(key=len)
+    kept: list[str] = []
+    for path_str in found:
+        if not any(Path(path_str).is_relative_to(parent) for parent in kept):
+            kept.append(path_str)
+    return kept
+
+
 def bwrap_prefix(run_dir: Path, *, allow_network: bool) -> list[str]:
     bwrap = shutil.which("bwrap") or "bwrap"
     run = str(run_dir)
     cmd = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    for path in _python_paths_under_tmp():
+        cmd += ["--ro-bind", path, path]
     cmd += ["--bind", run, run, "--chdir", run]
     if not allow_network:
         cmd.append("--unshare-net")
