@@ -94,7 +94,14 @@ class UpApp(EnergyOpsCommand):
     def start(self) -> None:
         os.environ.setdefault("ENERGYOPS_DATA_DIR", str(Path(".energyops").resolve()))
         settings = self.energyops_settings()
-        self.open_database().close()  # migrate before either server starts
+        db = self.open_database()  # migrate before either server starts
+        try:
+            if self.seed:
+                from .ingest.demo import seed_if_empty
+
+                print(seed_if_empty(db), flush=True)
+        finally:
+            db.close()
         lab_token = os.environ.get("ENERGYOPS_LAB_TOKEN") or secrets.token_hex(24)
         operator_token = os.environ.get("ENERGYOPS_OPERATOR_TOKEN") or secrets.token_hex(24)
         voila_token = os.environ.get("ENERGYOPS_VOILA_TOKEN") or secrets.token_hex(24)

@@ -12,6 +12,7 @@ from .db import Database, upgrade
 from .events import EventHub
 from .events.periodic import DashboardPusher, dashboard_pusher
 from .events.stream import run_log_stream
+from .ingest.service import IngestService
 from .runs.service import RunService
 from .storage import LocalStorage, Storage
 
@@ -24,6 +25,7 @@ class Services:
     hub: EventHub
     log: logging.Logger
     runs: RunService
+    ingest: IngestService
     started_monotonic: float = field(default_factory=time.monotonic)
     dashboard: DashboardPusher | None = None
 
@@ -68,4 +70,5 @@ def build_services(settings: Settings, log: logging.Logger) -> Services:
         hub=hub,
         log=log,
         runs=RunService(settings, db, storage, hub, log),
+        ingest=IngestService(settings, db, storage, hub, log),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import feed, health, runs, scripts, ws
+from . import datasets, feed, health, market, runs, scripts, ws
 from .base import NotFoundHandler
 
 ROUTES: list[tuple[str, Any]] = [
@@ -13,5 +13,7 @@ ROUTES: list[tuple[str, Any]] = [
     *scripts.routes,
     *runs.routes,
     *ws.routes,
+    *datasets.routes,
+    *market.routes,
     (r"/(.*)", NotFoundHandler),
 ]

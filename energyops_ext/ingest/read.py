@@ -1,0 +1,207 @@
+"""Files → raw frames of cells (no header yet): xlsx, legacy xls, csv.
+
+Each sheet is read with ``header=None`` so row ``i`` of the frame is row ``i + 1`` of the file;
+the header is found later (``normalize``). Spreadsheets are refused before parsing when their
+archive would unpack past a limit (zip bombs), and any file the readers cannot make sense of
+is a 422, never a 500.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import Invalid, TooLarge, format_size
+
+EXTENSIONS = (".xlsx", ".xlsm", ".xls", ".csv", ".txt")
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_CHUNK = 1 << 20
+
+
+@dataclass
+class Workbook:
+    """The sheets of one file, read lazily (a csv has one sheet named after its format)."""
+
+    path: Path
+    format: str  # xlsx | xls | csv
+    sheet_names: list[str]
+    csv_delimiter: str | None = None
+    csv_encoding: str | None = None
+
+    def sheet(self, name: str) -> pd.DataFrame:
+        if self.format == "csv":
+            return _read_csv(self.path, self.csv_delimiter or ",", self.csv_encoding or "utf-8")
+        try:
+            frame = pd.read_excel(self.path, sheet_name=name, header=None, engine="calamine")
+        except Exception as exc:
+            raise Invalid(
+                f"not a readable {self.format} file: sheet {name!r} could not be read ({exc})",
+                code="unreadable_file",
+            ) from exc
+        return frame
+
+
+def file_format(filename: str) -> str | None:
+    lowered = filename.lower()
+    for ext in EXTENSIONS:
+        if lowered.endswith(ext):
+            return {"xlsm": "xlsx", "txt": "csv"}.get(ext[1:], ext[1:])
+    return None
+
+
+def open_workbook(path: Path, filename: str, max_unpacked_bytes: int) -> Workbook:
+    fmt = file_format(filename)
+    if fmt is None:
+        raise Invalid(f"{filename!r} is not an xlsx, xls or csv file", code="unreadable_file")
+    with path.open("rb") as fh:
+        head = fh.read(8)
+    if fmt == "csv":
+        delimiter, encoding = sniff_csv(path)
+        return Workbook(path, "csv", ["csv"], delimiter, encoding)
+    if fmt == "xlsx" or head.startswith(b"PK"):
+        if not head.startswith(b"PK"):
+            raise Invalid("not a readable xlsx file (not a zip archive)", code="unreadable_file")
+        check_zip(path, max_unpacked_bytes)
+        fmt = "xlsx"
+    elif not head.startswith(_OLE_MAGIC):
+        raise Invalid(
+            "not a readable xls file (not an Excel 97-2003 workbook)", code="unreadable_file"
+        )
+    try:
+        names = [str(n) for n in pd.ExcelFile(path, engine="calamine").sheet_names]
+    except Exception as exc:
+        raise Invalid(f"not a readable {fmt} file ({exc})", code="unreadable_file") from exc
+    return Workbook(path, fmt, names)
+
+
+def check_zip(path: Path, limit: int) -> None:
+    """Refuse an archive whose entries unpack past ``limit`` bytes: first by the sizes its
+    central directory declares, then by inflating every entry with a running count (an archive
+    can lie about its sizes). Nothing is kept in memory beyond one chunk."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+            declared = sum(e.file_size for e in entries)
+            if declared > limit:
+                raise _too_large(declared, limit)
+            total = 0
+            for entry in entries:
+                total += _inflated_size(archive, entry, limit - total)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError) as exc:
+        raise Invalid(f"not a readable xlsx file ({exc})", code="unreadable_file") from exc
+
+
+def _inflated_size(archive: zipfile.ZipFile, entry: zipfile.ZipInfo, budget: int) -> int:
+    """Inflate the raw compressed bytes of ``entry`` ourselves (zipfile would stop at the
+    declared size) and count the output, stopping as soon as it passes ``budget``."""
+    if entry.compress_type == zipfile.ZIP_STORED:
+        if entry.compress_size > budget:
+            raise _too_large(entry.compress_size, budget)
+        return entry.compress_size
+    if entry.compress_type != zipfile.ZIP_DEFLATED:
+        raise NotImplementedError(f"compression method {entry.compress_type}")
+    fp = archive.fp
+    assert fp is not None
+    fp.seek(entry.header_offset)
+    header = fp.read(30)
+    if header[:4] != b"PK\x03\x04":
+        raise zipfile.BadZipFile(f"bad local header for {entry.filename!r}")
+    name_len = int.from_bytes(header[26:28], "little")
+    extra_len = int.from_bytes(header[28:30], "little")
+    fp.seek(entry.header_offset + 30 + name_len + extra_len)
+    inflater = zlib.decompressobj(-15)
+    remaining = entry.compress_size
+    produced = 0
+    while remaining > 0 and not inflater.eof:
+        raw = fp.read(min(_CHUNK, remaining))
+        if not raw:
+            break
+        remaining -= len(raw)
+        data = raw
+        while data:
+            out = inflater.decompress(data, _CHUNK)
+            produced += len(out)
+            if produced > budget:
+                raise _too_large(produced, budget, partial=True)
+            data = inflater.unconsumed_tail
+    return produced
+
+
+def _too_large(size: int, limit: int, *, partial: bool = False) -> TooLarge:
+    amount = f"more than {format_size(size)}" if partial else format_size(size)
+    return TooLarge(
+        f"the xlsx archive unpacks to {amount}; the limit is {format_size(max(limit, 0))}",
+        code="archive_too_large",
+        details={"limit": limit},
+    )
+
+
+# --- csv ---
+
+_DELIMITERS = (",", ";", "\t")
+
+
+def sniff_csv(path: Path) -> tuple[str, str]:
+    """(delimiter, encoding) of a text file: UTF-8 with or without BOM (cp1252 as a last
+    resort) and the delimiter among ``,`` ``;`` tab that splits the first lines most evenly."""
+    with path.open("rb") as fh:
+        head = fh.read(64 * 1024)
+    if b"\x00" in head:
+        raise Invalid("not a readable csv file (binary content)", code="unreadable_file")
+    encoding = "utf-8-sig" if head.startswith(codecs.BOM_UTF8) else "utf-8"
+    try:
+        text = head.decode(encoding)
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:
+            encoding = "cp1252"
+            text = head.decode(encoding, errors="replace")
+        else:
+            text = head[: exc.start].decode(encoding)
+    lines = [ln for ln in text.splitlines()[:50] if ln.strip()]
+    if not lines:
+        raise Invalid("the file is empty", code="empty_file")
+    best, best_score = ",", -1
+    for delim in _DELIMITERS:
+        counts = [ln.count(delim) for ln in lines]
+        common = max(set(counts), key=counts.count)
+        score = counts.count(common) * (1 if common else 0) + common
+        if common and score > best_score:
+            best, best_score = delim, score
+    return best, encoding
+
+
+def _iter_lines(path: Path, encoding: str) -> Iterator[str]:
+    with path.open(encoding=encoding, errors="strict", newline="") as fh:
+        yield from fh
+
+
+def _read_csv(path: Path, delimiter: str, encoding: str) -> pd.DataFrame:
+    try:
+        width = max((ln.count(delimiter) for ln in _iter_lines(path, encoding)), default=0) + 1
+        frame = pd.read_csv(
+            path,
+            sep=delimiter,
+            header=None,
+            names=range(width),
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+            encoding=encoding,
+            skip_blank_lines=False,
+            quoting=csv.QUOTE_MINIMAL,
+            engine="c",
+        )
+    except UnicodeDecodeError as exc:
+        raise Invalid(
+            f"not a readable csv file: not UTF-8 text ({exc})", code="unreadable_file"
+        ) from exc
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise Invalid(f"not a readable csv file ({exc})", code="unreadable_file") from exc
+    return frame

@@ -1,0 +1,122 @@
+"""Market stats, snapshot and exports, checked against the uploaded data on both databases."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date, datetime, timedelta
+
+import openpyxl
+import pytest
+
+from tests.ingest_files import SNAPSHOT_HEADER, csv_bytes, snapshot_rows
+
+from .conftest import Fetch, assert_error, body
+from .test_datasets import upload
+
+DAY = date(2024, 4, 13)
+NEXT = DAY + timedelta(days=1)
+EVIL = "=cmd|' /C calc'!A0"
+
+
+def market_file() -> bytes:
+    """Two plants on DAY (P2's prices 1,000 higher, its name a formula), one plant on NEXT
+    with blocks 1-4 only."""
+    p2 = snapshot_rows(DAY, "P2", base=4000.0)
+    for row in p2:
+        row[-1] = EVIL
+    rows = snapshot_rows(DAY, "P1") + p2 + snapshot_rows(NEXT, "P1")[:4]
+    return csv_bytes(SNAPSHOT_HEADER, rows)
+
+
+BLOCKS = range(1, 97)
+
+
+async def test_stats_snapshot_and_export(api: Fetch) -> None:
+    r = await upload(api, "market-snapshot", "m.csv", market_file())
+    assert r.code == 201 and body(r)["rows_inserted"] == 196, r.body
+
+    stats = body(await api("GET", "market/stats", params={"date": DAY.isoformat()}))
+    assert stats["count"] == 192
+    assert stats["avg_dam_price"] == pytest.approx(3500 + 48.5)
+    assert stats["avg_rtm_price"] == pytest.approx(3600 + 48.5)
+    assert stats["avg_gdam_price"] == pytest.approx(3400 + 48.5)
+    assert stats["total_scheduled_mw"] == pytest.approx(2 * sum(100 + b for b in BLOCKS))
+    assert stats["total_model_result_mw"] == pytest.approx(2 * sum(90 + b for b in BLOCKS))
+    assert stats["total_purchase_bid_mw"] == pytest.approx(2 * sum(50 + b for b in BLOCKS))
+    assert stats["total_sell_bid_mw"] == pytest.approx(2 * sum(40 + b for b in BLOCKS))
+    assert datetime.fromisoformat(stats["last_updated"]).tzinfo is not None
+    everything = body(await api("GET", "market/stats"))
+    assert everything["count"] == 196
+    ranged = body(await api("GET", "market/stats", params={"from": NEXT.isoformat()}))
+    assert ranged["count"] == 4 and ranged["avg_dam_price"] == pytest.approx(3002.5)
+    empty = body(await api("GET", "market/stats", params={"date": "2020-01-01"}))
+    assert empty["count"] == 0 and empty["avg_dam_price"] is None
+
+    snap = body(await api("GET", "market/snapshot", params={"date": DAY.isoformat()}))
+    assert len(snap["rows"]) == 96
+    first = snap["rows"][0]
+    assert first["timeblock"] == "00:00-00:15" and first["dam_price"] == pytest.approx(3501)
+    assert first["scheduled_mw"] == pytest.approx(2 * 101)
+    assert snap["rows"][-1]["timeblock"] == "23:45-24:00"
+    latest = body(await api("GET", "market/snapshot"))
+    assert latest["from"] == NEXT.isoformat() and len(latest["rows"]) == 96
+    assert latest["rows"][3]["dam_price"] == pytest.approx(3004)
+    assert latest["rows"][4]["dam_price"] is None
+
+    r = await api("GET", "market/export", params={"date": DAY.isoformat()})
+    assert r.code == 200 and r.headers["Content-Type"].startswith("text/csv")
+    assert r.headers["Content-Disposition"] == 'attachment; filename="market-2024-04-13.csv"'
+    table = list(csv.reader(io.StringIO(r.body.decode())))
+    assert table[0] == [
+        "Timeblock",
+        "DAM",
+        "RTM",
+        "GDAM",
+        "Purchase Bid MW",
+        "Sell Bid MW",
+        "Scheduled MW",
+        "Model Result MW",
+    ]
+    assert len(table) == 97
+    assert table[1][0] == "00:00-00:15"
+    assert [float(v) for v in table[1][1:]] == [3501, 3601, 3401, 102, 82, 202, 182]
+
+    r = await api(
+        "GET",
+        "market/export",
+        params={"from": DAY.isoformat(), "to": NEXT.isoformat(), "group": "plant"},
+    )
+    table = list(csv.reader(io.StringIO(r.body.decode())))
+    assert table[0][:4] == ["Date", "Timeblock", "Plant", "Contract"]
+    assert len(table) == 1 + 196
+    assert "'" + EVIL in {row[2] for row in table[1:]}
+    assert EVIL not in {row[2] for row in table[1:]}
+
+    r = await api(
+        "GET", "market/export", params={"date": DAY.isoformat(), "format": "xlsx", "group": "plant"}
+    )
+    assert r.code == 200 and r.headers["Content-Disposition"].endswith('.xlsx"')
+    sheet = openpyxl.load_workbook(io.BytesIO(r.body), read_only=True).active
+    assert sheet is not None
+    cells = [list(row) for row in sheet.iter_rows(values_only=True)]
+    assert cells[0][:3] == ["Timeblock", "Plant", "Contract"] and len(cells) == 193
+    assert cells[2][1] == "'" + EVIL and cells[2][0] == "00:00-00:15"
+    assert cells[1][3] == pytest.approx(3001)
+
+
+BAD_PARAMETERS: list[tuple[str, dict[str, str], str]] = [
+    ("market/stats", {"date": "2024-13-01"}, "date"),
+    ("market/stats", {"date": "13-04-2024"}, "date"),
+    ("market/stats", {"from": "2024-04-14", "to": "2024-04-13"}, "from"),
+    ("market/stats", {"date": "2024-04-13", "from": "2024-04-01"}, "date"),
+    ("market/snapshot", {"from": "2020-01-01", "to": "2024-01-01"}, "limit for a snapshot"),
+    ("market/export", {"format": "pdf"}, "format"),
+    ("market/export", {"group": "region"}, "group"),
+    ("market/export", {"to": "yesterday"}, "to"),
+]
+
+
+async def test_bad_market_parameters(api: Fetch) -> None:
+    for path, params, field in BAD_PARAMETERS:
+        assert_error(await api("GET", path, params=params), 400, "invalid_parameter", field)
