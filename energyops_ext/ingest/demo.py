@@ -76,7 +76,7 @@ def generate(start: date, days: int, seed: int = 7) -> dict[str, pd.DataFrame]:
     hour = (frame["block"].to_numpy() - 1) / 4.0
     shape = np.interp(hour, np.arange(25), np.append(_HOURLY_SHAPE, _HOURLY_SHAPE[0]))
     month = frame["date"].dt.month.to_numpy() - 1
-    weekday = frame["date"].dt.weekday.to_numpy()
+    weekday = frame["date"].dt.day_of_week.to_numpy()
     daily = np.repeat(rng.normal(1.0, 0.06, days), 96)
     ceilings = np.repeat([price_ceiling(start + timedelta(days=i)) for i in range(days)], 96)
     dam = shape * _SEASON[month] * _WEEKDAY[weekday] * daily * rng.normal(1, 0.04, len(frame))

@@ -23,7 +23,7 @@ _DMY = rf"^\s*(?P<d>\d{{1,2}})[-/.](?P<m>\d{{1,2}})[-/.](?P<y>\d{{4}}){_TIME}\s*
 _DMONY = rf"^\s*(?P<d>\d{{1,2}})[-/\s](?P<mon>[A-Za-z]{{3,9}})[-/\s,]+(?P<y>\d{{4}}){_TIME}\s*$"
 _CLOCK = r"(?P<hh>\d{1,2})[:.](?P<mi>\d{2})"
 _MONTHS = {
-    m: i
+    m: str(i)
     for i, m in enumerate(
         ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1
     )

@@ -93,17 +93,19 @@ def check_zip(path: Path, limit: int) -> None:
                 raise _too_large(declared, limit)
             total = 0
             for entry in entries:
-                total += _inflated_size(archive, entry, limit - total)
+                total += _inflated_size(archive, entry, limit, total)
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError) as exc:
         raise Invalid(f"not a readable xlsx file ({exc})", code="unreadable_file") from exc
 
 
-def _inflated_size(archive: zipfile.ZipFile, entry: zipfile.ZipInfo, budget: int) -> int:
+def _inflated_size(
+    archive: zipfile.ZipFile, entry: zipfile.ZipInfo, limit: int, before: int
+) -> int:
     """Inflate the raw compressed bytes of ``entry`` ourselves (zipfile would stop at the
-    declared size) and count the output, stopping as soon as it passes ``budget``."""
+    declared size) and count the output, stopping once the archive's total passes ``limit``."""
     if entry.compress_type == zipfile.ZIP_STORED:
-        if entry.compress_size > budget:
-            raise _too_large(entry.compress_size, budget)
+        if before + entry.compress_size > limit:
+            raise _too_large(before + entry.compress_size, limit)
         return entry.compress_size
     if entry.compress_type != zipfile.ZIP_DEFLATED:
         raise NotImplementedError(f"compression method {entry.compress_type}")
@@ -128,8 +130,8 @@ def _inflated_size(archive: zipfile.ZipFile, entry: zipfile.ZipInfo, budget: int
         while data:
             out = inflater.decompress(data, _CHUNK)
             produced += len(out)
-            if produced > budget:
-                raise _too_large(produced, budget, partial=True)
+            if before + produced > limit:
+                raise _too_large(before + produced, limit, partial=True)
             data = inflater.unconsumed_tail
     return produced
 
