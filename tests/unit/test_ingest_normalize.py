@@ -29,12 +29,12 @@ EXCHANGE = KINDS["exchange-prices"]
 DAY = date(2024, 4, 13)
 
 
-def raw(rows: list[list[Any]]) -> pd.DataFrame:
+def raw(rows: list[Any]) -> pd.DataFrame:
     width = max(len(r) for r in rows)
     return pd.DataFrame([r + [None] * (width - len(r)) for r in rows], dtype=object)
 
 
-def run(rows: list[list[Any]], kind: str = "market-snapshot", **defaults: str) -> Any:
+def run(rows: list[Any], kind: str = "market-snapshot", **defaults: str) -> Any:
     n = normalize(raw(rows), KINDS[kind], "Sheet1")
     complete_keys(n.frame, KINDS[kind], n.mapping, defaults)
     return n, validate(n.frame, KINDS[kind], n.mapping)
