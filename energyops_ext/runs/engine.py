@@ -25,7 +25,7 @@ from ..feed import add_activity, add_notification, announce
 from ..storage import Storage
 from . import inputs as run_inputs
 from . import registry, store
-from .logs import Batch, ErrorThrottle, LogRecord, RunLog
+from .logs import Batch, ErrorThrottle, Line, RunLog, new_line
 from .runner import RunProcess, spare_bwrap, terminate_tree
 from .sandbox import (
     RunPaths,
@@ -36,6 +36,8 @@ from .sandbox import (
     run_environment,
 )
 
+FLUSH_POLL_S = 0.05
+FLUSH_EARLY_LINES = 20_000
 NOTIFY_STATUS = {"failed": "error", "killed": "warning", "timed_out": "error", "lost": "warning"}
 
 
@@ -136,7 +138,7 @@ class RunEngine:
     def _new_log(self, run_id: int, start_seq: int = 0) -> RunLog:
         topic = run_topic(run_id)
 
-        def publish(lines: list[dict[str, Any]]) -> None:
+        def publish(lines: list[Line]) -> None:
             self.hub.publish(Event(topic, "run.log", {"run_id": run_id, "lines": lines}))
 
         def on_metrics(metrics: dict[str, float | int]) -> None:
@@ -274,9 +276,16 @@ class RunEngine:
     # --- log flushing ---
 
     async def _flush_loop(self, active: ActiveRun) -> None:
+        """Flush every log_flush_interval_s, or sooner once a big batch waits (so database
+        writes overlap a loud run instead of piling up at its end)."""
+        interval = self.settings.log_flush_interval_s
+        last = time.monotonic()
         while True:
-            await asyncio.sleep(self.settings.log_flush_interval_s)
-            await self.flush(active)
+            await asyncio.sleep(min(interval, FLUSH_POLL_S))
+            due = time.monotonic() - last >= interval
+            if due or active.log.pending_count >= FLUSH_EARLY_LINES:
+                last = time.monotonic()
+                await self.flush(active)
 
     async def flush(self, active: ActiveRun, final: bool = False) -> None:
         """Write what the run printed since the last flush: rows, counts, metrics, error
@@ -304,11 +313,11 @@ class RunEngine:
             notes = self._error_notes(session, active, batch.errors, summary)
         if batch.records:
             with self.log_file(active.run_id).open("a", encoding="utf-8") as fh:
-                fh.write("".join(format_file_line(r) for r in batch.records))
+                fh.write("".join([format_file_line(r) for r in batch.records]))
         return notes
 
     def _error_notes(
-        self, session: Session, active: ActiveRun, errors: list[LogRecord], summary: int
+        self, session: Session, active: ActiveRun, errors: list[Line], summary: int
     ) -> list[Notification]:
         notes = []
         title = f"Run {active.run_id} of {active.title}"
@@ -324,7 +333,7 @@ class RunEngine:
                         category="run",
                         severity="error",
                         title=f"{title}: error",
-                        message=record.text[:500],
+                        message=record["text"][:500],
                         entity_type="run",
                         entity_id=active.run_id,
                     )
@@ -391,10 +400,10 @@ class RunEngine:
         return f"the server restarted; its process (pid {pid}) had already gone"
 
     async def _mark_lost(self, run_id: int, reason: str) -> None:
-        def write(session: Session) -> tuple[LogRecord, dict[str, Any], list[Notification]]:
+        def write(session: Session) -> tuple[Line, dict[str, Any], list[Notification]]:
             run = store.get_run(session, run_id)
             seq = max(store.max_seq(session, run_id), run.line_count) + 1
-            record = LogRecord(seq, "system", "warning", datetime.now(UTC), f"run lost: {reason}")
+            record = new_line(seq, "system", f"run lost: {reason}")
             store.insert_lines(session, run_id, [record])
             run.status, run.status_reason, run.finished_at = "lost", reason, datetime.now(UTC)
             run.line_count = seq
@@ -431,12 +440,12 @@ class RunEngine:
         )
 
 
-def format_file_line(record: LogRecord) -> str:
+def format_file_line(record: Line) -> str:
     """One line of a run's log file: ``<ts> <stream> <text>`` (stream is 6 characters)."""
-    return f"{record.ts.isoformat()} {record.stream} {record.text}\n"
+    return f"{record['ts']} {record['stream']} {record['text']}\n"
 
 
-def _append_file(path: Path, records: list[LogRecord]) -> None:
+def _append_file(path: Path, records: list[Line]) -> None:
     with path.open("a", encoding="utf-8") as fh:
         fh.write("".join(format_file_line(r) for r in records))
 

