@@ -92,14 +92,22 @@ async def _first_line(services: Services, sid: int) -> float:
     return seen - start
 
 
+async def _until_lines(services: Services, run_id: int, count: int) -> None:
+    while True:
+        if (await services.runs.get_run(run_id))["line_count"] >= count:
+            return
+        await asyncio.sleep(0.01)
+
+
 async def _kill(services: Services, sid: int) -> float:
     run = await services.runs.create_run(sid, {}, "bench")
-    while (await services.runs.get_run(run["id"]))["line_count"] < 2:
-        await asyncio.sleep(0.01)
+    await _until_lines(services, run["id"], 2)
     marker = process_marker(RunPaths.for_run(services.settings.sandbox_dir, run["id"]))
     start = time.perf_counter()
     await services.runs.kill_run(run["id"], "bench")
-    while registry.with_marker(marker):
+    while True:
+        if not registry.with_marker(marker):
+            break
         await asyncio.sleep(0.002)
     elapsed = time.perf_counter() - start
     await _wait_finished(services, run["id"])
@@ -176,21 +184,27 @@ def runs() -> Result:
     figures = _run(None, "sqlite")
     pg = "postgresql+psycopg:///test"
     try:
-        figures += _run(_pg_database(pg), "postgresql")
+        url = _pg_database(pg, create=True)
     except Exception as exc:  # PostgreSQL is optional for the benchmark
         return Result("runs", figures, notes=f"postgresql skipped: {exc}")
+    try:
+        figures += _run(url, "postgresql")
+    finally:
+        _pg_database(pg, create=False, name=url.rsplit("/", 1)[1])
     return Result("runs", figures)
 
 
-def _pg_database(admin_url: str) -> str:
+def _pg_database(admin_url: str, *, create: bool, name: str = "") -> str:
+    """Create (or drop) a scratch PostgreSQL database for one benchmark run."""
     import secrets
 
     from sqlalchemy import create_engine, text
 
-    name = f"energyops_bench_{secrets.token_hex(3)}"
+    name = name or f"energyops_bench_{secrets.token_hex(3)}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if create:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
     return admin_url.rsplit("/", 1)[0] + "/" + name
