@@ -141,12 +141,19 @@ def header_failure(raw: pd.DataFrame, kind: DatasetKind, sheet: str) -> Invalid:
 def summary_start(data: pd.DataFrame, width: int = 3) -> int | None:
     """Position of the first row of a trailing summary (Total / Max / Avg rows, an RTC / Day /
     Night / Peak table), moved up over the blank and title rows that introduce it."""
-    flags = pd.Series(False, index=range(len(data)))
+    flags = np.zeros(len(data), dtype=bool)
     for col in list(data.columns)[:width]:
-        text = data[col].astype(object).map(_text).str.lower()
-        text = text.str.replace(r"[\(\[].*?[\)\]]", "", regex=True)
-        flags |= text.str.replace(r"[^a-z0-9]", "", regex=True).isin(SUMMARY_WORDS).to_numpy()
-    hits = np.flatnonzero(flags.to_numpy())
+        cells = data[col]
+        if pd.api.types.is_numeric_dtype(cells.dtype):
+            continue
+        text = cells.dropna()
+        first = text.to_numpy(dtype=str).astype("U1")
+        words = text[np.char.isalpha(first)].astype(str)  # only cells that start with a letter
+        if words.empty:
+            continue
+        found = words.map(normalize_header).isin(SUMMARY_WORDS)
+        flags[data.index.get_indexer(found[found].index)] = True
+    hits = np.flatnonzero(flags)
     if not len(hits):
         return None
     pos = int(hits[0])
@@ -156,15 +163,24 @@ def summary_start(data: pd.DataFrame, width: int = 3) -> int | None:
 
 
 def _blank_rows(data: pd.DataFrame) -> np.ndarray:
-    blank = np.ones(len(data), dtype=bool)
-    for col in data.columns:
-        cells = data[col]
+    """Rows without a value; rows filled for more than half their width are taken as
+    non-blank without looking for whitespace-only cells (the common case, and fast)."""
+    filled = data.notna().sum(axis=1).to_numpy()
+    blank: np.ndarray = np.asarray(filled == 0, dtype=bool)
+    check = (filled > 0) & (filled <= data.shape[1] / 2)
+    if not check.any():
+        return blank
+    sparse = data[check]
+    strict = np.ones(len(sparse), dtype=bool)
+    for col in sparse.columns:
+        cells = sparse[col]
         missing = cells.isna().to_numpy()
         empty = missing.copy()
         if not missing.all() and not pd.api.types.is_numeric_dtype(cells.dtype):
             text = cells[~missing].astype(str).str.strip() == ""
             empty[~missing] = text.to_numpy()
-        blank &= empty
+        strict &= empty
+    blank[check] = strict
     return blank
 
 
@@ -190,6 +206,18 @@ def normalize(raw: pd.DataFrame, kind: DatasetKind, sheet: str) -> Normalized:
     data = data[~_blank_rows(data)]
     result.frame = _assemble(data, header.mapping, kind, result)
     return result
+
+
+def clean_text(cells: pd.Series) -> pd.Series:
+    """Text cells stripped (only those that need it: fast), empty ones missing."""
+    text = cells.astype("str")
+    present = text.notna().to_numpy()
+    values = text[present].to_numpy(dtype=str)
+    padded = np.char.startswith(values, " ") | np.char.endswith(values, " ")
+    if padded.any():
+        index = text.index[present][padded]
+        text[index] = text[index].str.strip()
+    return text.astype(object).where(text.notna() & (text != ""), None)
 
 
 def _column(data: pd.DataFrame, mapping: dict[str, int], name: str) -> pd.Series | None:
@@ -222,8 +250,7 @@ def _assemble(
             if bad.any():
                 frame[f"bad:{col.name}"] = bad
         else:
-            text = cells.astype(object).map(_text)
-            frame[col.name] = text.where(text != "", None)
+            frame[col.name] = clean_text(cells)
     _convert_units(frame, kind, result)
     return _expand_hourly(frame, result)
 

@@ -102,7 +102,40 @@ def _from_serial(serial: pd.Series) -> pd.Series:
     return EXCEL_EPOCH + pd.to_timedelta(minutes, unit="min")
 
 
+_FAST_FORMATS = (
+    ("%Y-%m-%d %H:%M:%S", True),
+    ("%Y-%m-%d", False),
+    ("%d-%m-%Y", False),
+    ("%d/%m/%Y", False),
+    ("%d-%m-%Y %H:%M", True),
+    ("%d/%m/%Y %H:%M", True),
+)
+
+
 def _from_text(text: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Whole columns in one common format take a vectorized path; the rest go through the
+    patterns (and impossible dates such as 31-02 or a month 13 end up NaT either way)."""
+    stripped = text.str.strip()
+    result = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
+    timed = pd.Series(False, index=text.index)
+    for fmt, with_time in _FAST_FORMATS:
+        todo = result.isna()
+        if not todo.any():
+            return result, timed
+        parsed = pd.to_datetime(stripped[todo], format=fmt, errors="coerce")
+        if parsed.notna().any():
+            hit = parsed.dropna().index
+            result[hit] = parsed[hit].astype("datetime64[ns]")
+            timed[hit] = with_time
+    todo = result.isna()
+    if todo.any():
+        rest, rest_timed = _from_patterns(text[todo])
+        result[todo] = rest
+        timed[todo] = rest_timed
+    return result, timed
+
+
+def _from_patterns(text: pd.Series) -> tuple[pd.Series, pd.Series]:
     parts = text.str.extract(_ISO)
     for pattern in (_DMY, _DMONY):
         missing = parts["y"].isna()
@@ -184,7 +217,10 @@ def parse_numbers(cells: pd.Series) -> tuple[pd.Series, pd.Series]:
     thousands separators (``1,234.5``, ``1,23,456``) is read; ``-``, blank, NA are missing."""
     if pd.api.types.is_numeric_dtype(cells.dtype) and cells.dtype != bool:
         return cells.astype(float), pd.Series(False, index=cells.index)
-    values = pd.to_numeric(cells, errors="coerce").astype(float)
+    try:
+        return cells.astype("float64"), pd.Series(False, index=cells.index)
+    except (ValueError, TypeError):
+        values = pd.to_numeric(cells, errors="coerce").astype(float)
     pending = values.isna() & cells.notna()
     if not pending.any():
         return values, pending
