@@ -292,14 +292,13 @@ class RunEngine:
         notifications, then the log file; only then drop the lines from pending."""
         async with active.flush_lock:
             batch = active.log.take()
-            summary = active.throttle.close() if final else 0
-            if batch is None and not summary:
+            if batch is None and not (final and active.throttle.suppressed):
                 return
             batch = batch or Batch(
                 [], dict(active.log.metrics), active.log.line_count, active.log.error_count
             )
             try:
-                notes = await self.db.in_writer(lambda: self._write_batch(active, batch, summary))
+                notes = await self.db.in_writer(lambda: self._write_batch(active, batch, final))
             except Exception:
                 self.log.exception("writing log lines of run %s failed", active.run_id)
                 active.log.release(batch)
@@ -307,19 +306,21 @@ class RunEngine:
             active.log.committed(batch)
             announce(self.hub, [], notes)
 
-    def _write_batch(self, active: ActiveRun, batch: Batch, summary: int) -> list[Notification]:
+    def _write_batch(self, active: ActiveRun, batch: Batch, final: bool) -> list[Notification]:
         with self.db.write_session() as session:
             store.write_batch(session, active.run_id, batch)
-            notes = self._error_notes(session, active, batch.errors, summary)
+            notes = self._error_notes(session, active, batch.errors, final)
         if batch.records:
             with self.log_file(active.run_id).open("a", encoding="utf-8") as fh:
                 fh.write("".join([format_file_line(r) for r in batch.records]))
         return notes
 
     def _error_notes(
-        self, session: Session, active: ActiveRun, errors: list[Line], summary: int
+        self, session: Session, active: ActiveRun, errors: list[Line], final: bool
     ) -> list[Notification]:
+        """At most 5 error notifications a minute per run, then one "N more errors"."""
         notes = []
+        summary = 0
         title = f"Run {active.run_id} of {active.title}"
         now = time.monotonic()
         for record in errors:
@@ -338,6 +339,8 @@ class RunEngine:
                         entity_id=active.run_id,
                     )
                 )
+        if final:
+            summary += active.throttle.close()
         if summary:
             notes.append(
                 add_notification(
