@@ -14,15 +14,25 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from .protocol import encode_frame
-from .stream import Batch, Item, Stream
+from .stream import Batch, Item, Stream, chunks
 from .subscriber import CLOSE_GOING_AWAY, Subscriber, Transport
 from .types import Event
 
 Listener = Callable[[Event], None]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Pending:
+    """Items of one stream topic waiting for the next flush."""
+
+    stream: Stream
+    extra: dict[str, Any]
+    items: list[Item]
 
 
 @dataclass
@@ -51,7 +61,7 @@ class EventHub:
         self._streams: list[Stream] = []
         self._topics: dict[str, set[Subscriber]] = {}
         self._subscribers: set[Subscriber] = set()
-        self._pending: dict[str, tuple[Stream, list[Item]]] = {}
+        self._pending: dict[str, Pending] = {}
         self._flush_handle: asyncio.Handle | None = None
         self._last_flush = 0.0
         self._listened: dict[str, asyncio.Event] = {}
@@ -162,9 +172,11 @@ class EventHub:
         items = event.data.get(stream.key)
         if not items or event.topic not in self._topics:
             return
-        pending = self._pending.setdefault(event.topic, (stream, []))[1]
-        pending.extend(items)
-        if len(pending) >= self.batch_max_items:
+        pending = self._pending.get(event.topic)
+        if pending is None:
+            pending = self._pending[event.topic] = Pending(stream, stream.extra(event.topic), [])
+        pending.items.extend(items)
+        if len(pending.items) >= self.batch_max_items:
             self._flush_topic(event.topic)
         elif self._flush_handle is None:
             assert self._loop is not None
@@ -187,12 +199,12 @@ class EventHub:
             self._flush_topic(topic)
 
     def _flush_topic(self, topic: str) -> None:
-        stream, items = self._pending.pop(topic)
+        pending = self._pending.pop(topic)
         subscribers = self._topics.get(topic)
         if not subscribers:
             return
-        for start in range(0, len(items), self.batch_max_items):
-            batch = Batch.of(stream, topic, items[start : start + self.batch_max_items])
+        for items in chunks(pending.items, self.batch_max_items):
+            batch = Batch.of(pending.stream, topic, items, pending.extra)
             self.stats.frames_encoded += 1
             self.stats.stream_frames += 1
             self.stats.stream_items += len(batch.items)

@@ -7,7 +7,7 @@ from a seq. It knows only the prefix, the type and where the items are, not what
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .protocol import encode_frame
@@ -25,9 +25,14 @@ class Stream:
     type: str
     fetch: Fetch
     key: str = "lines"
+    describe: Callable[[str], dict[str, Any]] | None = None
 
     def matches(self, topic: str) -> bool:
         return topic.startswith(self.prefix)
+
+    def extra(self, topic: str) -> dict[str, Any]:
+        """Data sent beside the items of ``topic`` (e.g. its run_id), live and replayed."""
+        return self.describe(topic) if self.describe is not None else {}
 
 
 @dataclass(frozen=True)
@@ -38,10 +43,15 @@ class Batch:
     topic: str
     items: list[Item]
     frame: bytes
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, stream: Stream, topic: str, items: list[Item]) -> Batch:
-        return cls(stream, topic, items, encode_frame(topic, stream.type, {stream.key: items}))
+    def of(
+        cls, stream: Stream, topic: str, items: list[Item], extra: dict[str, Any] | None = None
+    ) -> Batch:
+        extra = extra or {}
+        data = {**extra, stream.key: items}
+        return cls(stream, topic, items, encode_frame(topic, stream.type, data), extra)
 
     @property
     def first_seq(self) -> int:
@@ -56,7 +66,7 @@ class Batch:
         if self.first_seq > seq:
             return self
         rest = [item for item in self.items if int(item["seq"]) > seq]
-        return Batch.of(self.stream, self.topic, rest) if rest else None
+        return Batch.of(self.stream, self.topic, rest, self.extra) if rest else None
 
 
 def chunks(items: list[Item], size: int) -> list[list[Item]]:
@@ -69,4 +79,6 @@ def run_log_stream(log_backlog: LogBacklog) -> Stream:
     async def fetch(topic: str, after: int, limit: int) -> list[Item]:
         return await log_backlog(run_id_of(topic), after, limit)
 
-    return Stream(RUN_TOPIC_PREFIX, "run.log", fetch)
+    return Stream(
+        RUN_TOPIC_PREFIX, "run.log", fetch, describe=lambda topic: {"run_id": run_id_of(topic)}
+    )

@@ -37,6 +37,15 @@ def _consume(future: asyncio.Future[None]) -> None:
         future.exception()
 
 
+async def _written(future: asyncio.Future[None]) -> None:
+    """Wait for a write without cancelling it if this subscriber's writer is cancelled
+    (the socket's own bookkeeping expects its write futures to finish)."""
+    if not future.done():
+        await asyncio.wait({future})
+    if not future.cancelled() and future.exception() is not None:
+        raise future.exception()  # type: ignore[misc]
+
+
 class Subscriber:
     def __init__(self, hub: EventHub, transport: Transport, queue_frames: int) -> None:
         self.hub = hub
@@ -132,33 +141,54 @@ class Subscriber:
                 self.hub.detach(self, topic)
 
     async def _replay(self, stream: Stream, topic: str, after: int) -> int:
-        """Send every item after ``after``, then the live items buffered meanwhile, deduped."""
+        """Send every item after ``after``, then the live items buffered meanwhile, deduped;
+        the topic turns live only once its buffer is empty. If the buffer overflowed, its
+        items are fetched again instead."""
         sent = 0
         try:
             while not self.closed:
                 overflows = self._overflows.get(topic, 0)
-                items = await stream.fetch(topic, after, REPLAY_PAGE)
-                fresh = [item for item in items if int(item["seq"]) > after]
-                for chunk in chunks(fresh, self.hub.batch_max_items):
-                    await self._room.wait()
-                    self.enqueue(Batch.of(stream, topic, chunk).frame)
-                    after = int(chunk[-1]["seq"])
-                    self._last_seq[topic] = after
-                    sent += len(chunk)
-                caught_up = len(items) < REPLAY_PAGE or not fresh
-                if caught_up and self._overflows.get(topic, 0) == overflows:
+                sent += await self._send_backlog(stream, topic, self._last_seq[topic])
+                if self._overflows.get(topic, 0) != overflows:
+                    continue
+                if await self._drain(topic, overflows):
                     break
         except BaseException:
             self._replaying.pop(topic, None)
             self.topics.discard(topic)
             self.hub.detach(self, topic)
             raise
-        for entry in self._replaying.pop(topic, []):
+        self._replaying.pop(topic, None)
+        return sent
+
+    async def _send_backlog(self, stream: Stream, topic: str, after: int) -> int:
+        sent = 0
+        while not self.closed:
+            items = await stream.fetch(topic, after, REPLAY_PAGE)
+            fresh = [item for item in items if int(item["seq"]) > after]
+            for chunk in chunks(fresh, self.hub.batch_max_items):
+                await self._room.wait()
+                self.enqueue(Batch.of(stream, topic, chunk, stream.extra(topic)).frame)
+                after = int(chunk[-1]["seq"])
+                self._last_seq[topic] = after
+                sent += len(chunk)
+            if len(items) < REPLAY_PAGE or not fresh:
+                break
+        return sent
+
+    async def _drain(self, topic: str, overflows: int) -> bool:
+        """Send the buffered live entries; False if the buffer overflowed meanwhile."""
+        buffer = self._replaying.get(topic, [])
+        while buffer and not self.closed:
+            await self._room.wait()
+            if self._overflows.get(topic, 0) != overflows:
+                return False
+            entry = buffer.pop(0)
             if isinstance(entry, Batch):
                 self._send_batch(entry)
             else:
                 self.enqueue(entry)
-        return sent
+        return self._overflows.get(topic, 0) == overflows
 
     # --- the socket ---
 
@@ -178,7 +208,7 @@ class Subscriber:
                 inflight.append(future)
                 self.frames_sent += 1
                 while len(inflight) >= IN_FLIGHT or (inflight and inflight[0].done()):
-                    await inflight.popleft()
+                    await _written(inflight.popleft())
         except asyncio.CancelledError:
             raise
         except Exception:
