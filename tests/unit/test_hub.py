@@ -151,7 +151,12 @@ async def test_replay_mid_run_is_gap_free_and_without_duplicates(trial: int) -> 
     log = RunLog(hub, run_id=42)
     hub.add_stream(run_log_stream(log.backlog))
     total = 3000
-    writer = threading.Thread(target=lambda: [log.write(3) for _ in range(total // 3)])
+
+    def write_all() -> None:
+        for _ in range(total // 3):
+            log.write(3)
+
+    writer = threading.Thread(target=write_all)
     writer.start()
     await asyncio.sleep(random.uniform(0, 0.01))
     joined_after = random.choice([0, 0, 5])
