@@ -37,9 +37,7 @@ class Services:
 
     async def start(self) -> None:
         """Start background work once the event loop runs."""
-        runs = getattr(self, "runs", None)
-        if runs is not None:
-            self.hub.add_stream(run_log_stream(runs.log_backlog))
+        self.hub.add_stream(run_log_stream(self.runs.log_backlog))
         if self.dashboard is None:
             self.dashboard = dashboard_pusher(self)
         self.dashboard.start()

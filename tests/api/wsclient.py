@@ -74,6 +74,10 @@ def line_seqs(frame: Frame, topic: str) -> list[int]:
     return [line["seq"] for line in frame["data"]["lines"]]
 
 
+def all_seqs(frames: list[Frame], topic: str) -> list[int]:
+    return [seq for frame in frames for seq in line_seqs(frame, topic)]
+
+
 class MemoryRunLog:
     """Lines of one run held in memory, written from a thread like the run engine's reader."""
 
