@@ -52,6 +52,7 @@ class ActiveRun:
     flush_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     throttle: ErrorThrottle = field(default_factory=ErrorThrottle)
     title: str = ""
+    flushing: bool = True
 
     def kill(self, reason: str, user: str | None) -> None:
         if self.kill_reason is None:
@@ -177,9 +178,9 @@ class RunEngine:
             end += f", exit code {exit_code}" if exit_code is not None else ""
             end += f" after {runtime_ms / 1000:.3f} s" if runtime_ms is not None else ""
             active.log.add("system", [end + (f" ({reason})" if reason else "")])
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+            # never cancel a flush mid-write: its batch would commit without leaving pending
+            active.flushing = False
+            await flusher
             await self.flush(active, final=True)
             await self._finish(active, outcome_status, exit_code, runtime_ms, reason)
         finally:
@@ -280,7 +281,7 @@ class RunEngine:
         writes overlap a loud run instead of piling up at its end)."""
         interval = self.settings.log_flush_interval_s
         last = time.monotonic()
-        while True:
+        while active.flushing:
             await asyncio.sleep(min(interval, FLUSH_POLL_S))
             due = time.monotonic() - last >= interval
             if due or active.log.pending_count >= FLUSH_EARLY_LINES:
