@@ -48,7 +48,7 @@ class EventHub:
         self,
         *,
         queue_frames: int = 256,
-        batch_window_s: float = 0.01,
+        batch_window_s: float = 0.005,
         batch_max_items: int = 1000,
     ) -> None:
         self.queue_frames = queue_frames

@@ -41,6 +41,8 @@ class EventsSocket(EnergyOpsHandler, WebSocketHandler):
         await WebSocketHandler.get(self, *args, **kwargs)
 
     def open(self, *args: str, **kwargs: str) -> None:
+        # small frames must not wait for the client's delayed ACK (Nagle: ~40 ms stalls)
+        self.set_nodelay(True)
         self.session = ClientSession(self.services.hub, self)
 
     def on_message(self, message: str | bytes) -> None:
