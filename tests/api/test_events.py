@@ -176,3 +176,24 @@ async def test_dashboard_pushes_only_while_someone_listens(
     assert "energyops-dashboard-pushes" not in names
     assert await client.recv() is None
     assert client.conn.close_code == 1001
+
+
+@pytest.mark.parametrize("energyops_config", [{"ws_ping_interval_s": 0.2}])
+async def test_a_dead_connection_is_dropped_and_its_subscriptions_freed(
+    services: Services, connect: Callable[..., Awaitable[EventsClient]]
+) -> None:
+    dead, alive = await connect(), await connect()
+    for client in (dead, alive):
+        await client.subscribe(RUNS)
+    # two frames nobody reads fill the client's one-message queue and stop its frame loop,
+    # so it no longer answers the server's pings, like a peer that vanished
+    for n in range(2):
+        services.hub.publish(Event(RUNS, "run.queued", {"run_id": n}))
+    assert [(await alive.recv() or {})["data"] for _ in range(2)] == [{"run_id": 0}, {"run_id": 1}]
+    for _ in range(150):
+        if services.hub.listeners_of(RUNS) == 1:
+            break
+        await asyncio.sleep(0.1)
+    assert services.hub.listeners_of(RUNS) == 1 and services.hub.connections == 1
+    await alive.send({"op": "ping"})
+    assert (await alive.recv() or {})["type"] == "pong"
