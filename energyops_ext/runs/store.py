@@ -122,6 +122,29 @@ def claim_next(session: Session) -> int | None:
     return None
 
 
+def _copy_escape(text: str) -> str:
+    # COPY text format; NUL never reaches here (the splitter replaces it)
+    if "\\" in text:
+        text = text.replace("\\", "\\\\")
+    if "\t" in text:
+        text = text.replace("\t", "\\t")
+    if "\n" in text or "\r" in text:
+        text = text.replace("\n", "\\n").replace("\r", "\\r")
+    return text
+
+
+def _copy_text(run_id: int, records: list[Line]) -> str:
+    """The rows as one COPY text payload: several times faster than write_row per row."""
+    prefix = f"{run_id}\t"
+    return "".join(
+        [
+            f"{prefix}{r['seq']}\t{r['stream']}\t{r['level']}\t{r['ts']}\t"
+            f"{_copy_escape(r['text'])}\n"
+            for r in records
+        ]
+    )
+
+
 def insert_lines(session: Session, run_id: int, records: list[Line]) -> None:
     """Bulk insert through the driver: COPY on PostgreSQL, executemany on SQLite."""
     if not records:
@@ -133,8 +156,7 @@ def insert_lines(session: Session, run_id: int, records: list[Line]) -> None:
             raw.cursor() as cursor,
             cursor.copy(f"COPY log_lines ({LOG_COLUMNS}) FROM STDIN") as copy,
         ):
-            for r in records:
-                copy.write_row((run_id, r["seq"], r["stream"], r["level"], r["ts"], r["text"]))
+            copy.write(_copy_text(run_id, records))
         return
     rows = []
     last_ts, stored_ts = "", ""

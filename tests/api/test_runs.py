@@ -30,6 +30,7 @@ print("Traceback (most recent call last): fake")
 (sdk.output_dir() / "schedule.csv").write_text("block,mw\\n1,10\\n")
 os.symlink("/etc/passwd", sdk.output_dir() / "passwd")
 print("cwd:", os.getcwd())
+print("tab\\there back\\\\slash")
 """
 
 
@@ -74,6 +75,7 @@ async def test_model_run_reports_results_env_artifacts_and_events(
     assert lines[0]["stream"] == "system" and "isolation" in lines[0]["text"]
     assert "start ['--day', '2025-01-01']" in texts
     assert "secret: None" in texts
+    assert "tab\there back\\slash" in texts
     env_line = next(t for t in texts if t.startswith("env:"))
     expected_env = {
         "PATH",
