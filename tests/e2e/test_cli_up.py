@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -86,6 +87,9 @@ def test_up_serves_lab_and_read_only_voila_then_stops(tmp_path: Path) -> None:
         status, body = get(f"{lab}/energyops/api/health", "lab-secret-token")
         assert b'"reachable":true' in body
         assert str(tmp_path / ".energyops") in body.decode()
+        # An empty database is seeded with demo market data on the first start.
+        status, body = get(f"{lab}/energyops/api/market/stats", "lab-secret-token")
+        assert status == 200 and json.loads(body)["count"] > 0, body
         status, body = get(f"{lab}/energyops/api/runs/424242", "lab-secret-token")
         assert status == 404
         assert b'"status":404' in body
