@@ -18,7 +18,7 @@ from typing import Any
 
 from .protocol import encode_frame
 from .stream import Batch, Item, Stream, chunks
-from .subscriber import CLOSE_GOING_AWAY, Subscriber, Transport
+from .subscriber import CLOSE_GOING_AWAY, CLOSE_TOO_SLOW, Subscriber, Transport
 from .types import Event
 
 Listener = Callable[[Event], None]
@@ -107,7 +107,7 @@ class EventHub:
                 self._pending.pop(topic, None)
 
     def forget(self, subscriber: Subscriber) -> None:
-        if subscriber.close_code is not None and subscriber.close_code != CLOSE_GOING_AWAY:
+        if subscriber.close_code == CLOSE_TOO_SLOW:
             self.stats.dropped_slow += 1
         for topic in list(subscriber.topics):
             self.detach(subscriber, topic)

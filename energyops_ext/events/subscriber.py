@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 CLOSE_TOO_SLOW = 1013
 CLOSE_GOING_AWAY = 1001
+CLOSE_WRITE_FAILED = 1011
 IN_FLIGHT = 8
 REPLAY_PAGE = 10_000
 TOO_SLOW = "subscriber too slow: more than {} frames queued; reconnect with since"
@@ -211,8 +212,8 @@ class Subscriber:
                     await _written(inflight.popleft())
         except asyncio.CancelledError:
             raise
-        except Exception:
-            self.disconnect()
+        except Exception as exc:
+            self.drop(CLOSE_WRITE_FAILED, f"write failed: {type(exc).__name__}")
 
     def drop(self, code: int, reason: str) -> None:
         """Close the socket with ``code`` and free everything this subscriber holds."""

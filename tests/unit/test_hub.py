@@ -214,6 +214,23 @@ async def test_a_stuck_subscriber_is_dropped_and_others_get_everything() -> None
     await shut(hub)
 
 
+class BrokenTransport(MemoryTransport):
+    def send(self, frame: bytes) -> asyncio.Future[None]:
+        raise ConnectionResetError("peer vanished")
+
+
+async def test_a_failed_write_closes_the_socket_and_frees_the_subscriber() -> None:
+    hub = make_hub()
+    broken = BrokenTransport()
+    await hub.connect(broken).subscribe((RUNS,), {})
+    hub.publish(Event(RUNS, "run.started", {}))
+    await settle(hub)
+    assert broken.closed == (1011, "write failed: ConnectionResetError")
+    assert not hub.listened(RUNS) and hub.connections == 0
+    assert hub.stats.dropped_slow == 0
+    await shut(hub)
+
+
 async def test_sessions_answer_bad_frames_and_free_everything_on_close() -> None:
     hub = make_hub()
     transport = MemoryTransport()
