@@ -124,11 +124,9 @@ for i in range(100_000):
 """
 
 
-async def test_200k_lines_land_complete_and_ordered(
-    api: Fetch, services: Services, energyops_config: dict[str, Any]
-) -> None:
-    if energyops_config["sandbox_mode"] == "none":
-        pytest.skip("the line path does not depend on the sandbox; run once")
+# The line path does not depend on the sandbox: run it once, in the default (bubblewrap) mode.
+@pytest.mark.parametrize("energyops_config", ["bwrap"], indirect=True)
+async def test_200k_lines_land_complete_and_ordered(api: Fetch, services: Services) -> None:
     sid = await script_id(api, "test_loud.py", LOUD)
     run = await start_run(api, sid)
     done = await wait_for(api, run["id"], timeout_s=120)
