@@ -44,7 +44,7 @@ PACED_LINES = 5_000
 FAST_LINES = 100_000
 STEADY_LINES, STEADY_RATE = 60_000, 20_000
 FANOUT = 50
-SEQ = '"seq":'
+STDOUT = '"stream":"stdout"'
 
 
 @dataclass
@@ -88,8 +88,9 @@ async def subscriber(server: LiveServer, topic: str) -> WebSocketClientConnectio
 
 
 async def count_lines(conn: WebSocketClientConnection, total: int, timed: bool) -> Tally:
-    """Read frames until ``total`` lines arrived; count lines without decoding JSON unless
-    ``timed`` (then each line's printed time gives its latency)."""
+    """Read frames until ``total`` lines the child printed arrived (system lines of the run
+    engine aside); count them without decoding JSON unless ``timed`` (then each line's
+    printed time gives its latency)."""
     tally = Tally()
     while tally.lines < total:
         message = await conn.read_message()
@@ -98,7 +99,9 @@ async def count_lines(conn: WebSocketClientConnection, total: int, timed: bool) 
         text = message if isinstance(message, str) else message.decode()
         if '"run.log"' not in text[:60]:
             continue
-        count = text.count(SEQ)
+        count = text.count(STDOUT)
+        if not count:
+            continue
         if not tally.lines:
             tally.first = now
         tally.lines += count

@@ -2,7 +2,7 @@
 
 Each event is encoded once and the same bytes are queued for every subscriber of its topic.
 Events of a registered ``Stream`` (run.log on run:<id>) are coalesced per topic: the first one
-after a quiet spell goes out on the next loop turn, later ones at most ``batch_window_s`` after
+after a quiet spell goes out on the next loop turn, later ones at most ``window(topic)`` after
 the previous flush, in frames of at most ``batch_max_items`` items. The hub knows topics, not
 meanings.
 """
@@ -24,6 +24,8 @@ from .types import Event
 Listener = Callable[[Event], None]
 
 log = logging.getLogger(__name__)
+
+LISTENERS_PER_WINDOW = 5
 
 
 @dataclass
@@ -49,10 +51,12 @@ class EventHub:
         *,
         queue_frames: int = 256,
         batch_window_s: float = 0.005,
+        max_batch_window_s: float = 0.05,
         batch_max_items: int = 1000,
     ) -> None:
         self.queue_frames = queue_frames
         self.batch_window_s = batch_window_s
+        self.max_batch_window_s = max(batch_window_s, max_batch_window_s)
         self.batch_max_items = batch_max_items
         self.stats = HubStats()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -180,11 +184,17 @@ class EventHub:
             self._flush_topic(event.topic)
         elif self._flush_handle is None:
             assert self._loop is not None
-            delay = self._last_flush + self.batch_window_s - self._loop.time()
+            delay = self._last_flush + self.window(event.topic) - self._loop.time()
             if delay > 0:
                 self._flush_handle = self._loop.call_later(delay, self._flush)
             else:
                 self._flush_handle = self._loop.call_soon(self._flush)
+
+    def window(self, topic: str) -> float:
+        """How long a topic's items may wait: ``batch_window_s`` for a few listeners, longer
+        for many (up to ``max_batch_window_s``), since every frame costs a write per listener."""
+        scale = max(1.0, self.listeners_of(topic) / LISTENERS_PER_WINDOW)
+        return min(self.max_batch_window_s, self.batch_window_s * scale)
 
     def _flush(self) -> None:
         """Send every pending batch (also before any other event, to keep the order)."""

@@ -133,6 +133,19 @@ async def test_log_events_are_coalesced_and_keep_their_order() -> None:
     await shut(hub)
 
 
+async def test_the_batch_window_grows_with_the_audience() -> None:
+    hub = make_hub(batch_window_s=0.005, max_batch_window_s=0.05)
+    topic = run_topic(5)
+    assert hub.window(topic) == 0.005
+    for _ in range(20):
+        await hub.connect(MemoryTransport()).subscribe((topic,), {})
+    assert hub.window(topic) == pytest.approx(0.02)
+    for _ in range(80):
+        await hub.connect(MemoryTransport()).subscribe((topic,), {})
+    assert hub.window(topic) == 0.05
+    await shut(hub)
+
+
 async def test_nobody_listening_costs_nothing() -> None:
     hub = make_hub()
     log = RunLog(hub)
