@@ -178,6 +178,17 @@ class EnergyOpsHandler(APIHandler):
             )
         return value
 
+    def choice_arg(self, name: str, allowed: tuple[str, ...]) -> str | None:
+        """An optional query argument that must be one of ``allowed``."""
+        value = self.get_query_argument(name, None) or None
+        if value is not None and value not in allowed:
+            raise BadRequest(
+                f"{name} must be one of {', '.join(allowed)}; got {value!r}",
+                code="invalid_parameter",
+                details={"field": name},
+            )
+        return value
+
     def bool_arg(self, name: str, default: bool = False) -> bool:
         raw = self.get_query_argument(name, None)
         if raw is None:

@@ -20,23 +20,13 @@ class RunsHandler(EnergyOpsHandler):
         self.write_json(
             await self.services.runs.list_runs(
                 script_id=self.int_arg("script_id", None, minimum=1),
-                kind=self._choice("kind", KINDS),
-                model_type=self._choice("model_type", MODEL_TYPES),
-                status=self._choice("status", STATUSES),
+                kind=self.choice_arg("kind", KINDS),
+                model_type=self.choice_arg("model_type", MODEL_TYPES),
+                status=self.choice_arg("status", STATUSES),
                 limit=limit,
                 offset=offset,
             )
         )
-
-    def _choice(self, name: str, allowed: tuple[str, ...]) -> str | None:
-        value = self.get_query_argument(name, None) or None
-        if value is not None and value not in allowed:
-            raise BadRequest(
-                f"{name} must be one of {', '.join(allowed)}; got {value!r}",
-                code="invalid_parameter",
-                details={"field": name},
-            )
-        return value
 
 
 class RunHandler(EnergyOpsHandler):

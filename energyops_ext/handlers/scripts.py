@@ -14,9 +14,9 @@ class ScriptsHandler(EnergyOpsHandler):
     async def get(self) -> None:
         limit, offset = self.page_args()
         filters: dict[str, Any] = {
-            "kind": self._choice("kind", KINDS),
-            "model_type": self._choice("model_type", MODEL_TYPES),
-            "status": self._choice("status", STATUSES),
+            "kind": self.choice_arg("kind", KINDS),
+            "model_type": self.choice_arg("model_type", MODEL_TYPES),
+            "status": self.choice_arg("status", STATUSES),
             "q": self.get_query_argument("q", None) or None,
         }
         self.write_json(
@@ -42,16 +42,6 @@ class ScriptsHandler(EnergyOpsHandler):
             self.user_name,
         )
         self.write_json(script, 201 if created else 200)
-
-    def _choice(self, name: str, allowed: tuple[str, ...]) -> str | None:
-        value = self.get_query_argument(name, None) or None
-        if value is not None and value not in allowed:
-            raise BadRequest(
-                f"{name} must be one of {', '.join(allowed)}; got {value!r}",
-                code="invalid_parameter",
-                details={"field": name},
-            )
-        return value
 
 
 class ScriptHandler(EnergyOpsHandler):
