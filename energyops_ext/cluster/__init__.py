@@ -1,0 +1,1 @@
+"""Coordination between several servers sharing one PostgreSQL database."""
