@@ -43,12 +43,17 @@ class EnergyOpsApp(ExtensionApp):
         assert self.services is not None
         self.services.hub.bind_loop(asyncio.get_running_loop())
         self._export_kernel_environment()
-        await self.services.start()
+        await self.services.start(self._public_url())
 
     async def stop_extension(self) -> None:
         if self.services is not None:
             await self.services.stop()
             self.services = None
+
+    def _public_url(self) -> str | None:
+        """Where this server answers (shown by GET /servers); never with a token."""
+        serverapp = self.serverapp
+        return str(serverapp.connection_url) if serverapp is not None else None
 
     def _bridge_jupyter_events(self) -> None:
         """Lifecycle events also go to jupyter_server's event bus (/api/events/subscribe)."""

@@ -7,11 +7,13 @@ Precedence: command line > ``jupyter_energyops_config.py`` > environment
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
-from traitlets import Bool, CaselessStrEnum, Float, Integer, Unicode, default
+from traitlets import Bool, CaselessStrEnum, Dict, Float, Integer, Unicode, default
 from traitlets.config import Configurable
 
 MB = 1_000_000
@@ -40,8 +42,10 @@ class Settings:
     run_timeout_s: int = 600
     max_run_timeout_s: int = 7 * 24 * 3600
     kill_grace_s: float = 5.0
-    heartbeat_interval_s: float = 10.0
-    log_flush_interval_s: float = 0.5
+    heartbeat_s: float = 5.0
+    lease_s: float = 30.0
+    poll_s: float = 0.5
+    log_flush_interval_s: float = 0.05
     kpi_interval_s: float = 30.0
     health_interval_s: float = 15.0
     ws_queue_frames: int = 256
@@ -52,6 +56,9 @@ class Settings:
     limit_cpu_s: int = 3600
     limit_open_files: int = 1024
     limit_file_size_mb: int = 1024
+    storage_url: str = ""
+    # hash=False keeps Settings hashable.
+    storage_options: dict[str, Any] = dataclasses.field(default_factory=dict, hash=False)
 
     @classmethod
     def for_data_dir(cls, data_dir: Path, **overrides: object) -> Settings:
@@ -86,6 +93,16 @@ class EnergyOps(Configurable):
         config=True
     )
     logs_dir = Unicode(help="Run log files; default <data_dir>/logs.").tag(config=True)
+    storage_url = Unicode(
+        help="Where scripts, uploads, inputs, artifacts and finished logs are kept, shared by "
+        "every server: '' (default: <data_dir>/files), a path or file:///shared/dir, or "
+        "s3://bucket/prefix (s3fs; any fsspec URL works). Defaults to $ENERGYOPS_STORAGE_URL. "
+        "No credentials here: use storage_options or the AWS_* environment variables.",
+    ).tag(config=True)
+    storage_options = Dict(
+        help="Options of the storage_url filesystem (fsspec/s3fs keyword arguments), e.g. "
+        "{'client_kwargs': {'endpoint_url': 'http://minio:9000'}, 'key': ..., 'secret': ...}.",
+    ).tag(config=True)
 
     max_upload_bytes = Integer(50 * MB, help="Largest dataset upload, in bytes.").tag(config=True)
     max_unpacked_bytes = Integer(
@@ -109,9 +126,25 @@ class EnergyOps(Configurable):
     kill_grace_s = Float(5.0, help="Seconds between SIGTERM and SIGKILL on kill or timeout.").tag(
         config=True
     )
-    heartbeat_interval_s = Float(10.0, help="Seconds between run heartbeats.").tag(config=True)
+    heartbeat_s = Float(
+        5.0,
+        help="Seconds between heartbeats of this server (and its runs) in the shared database; "
+        "each heartbeat also reaps the runs of dead servers.",
+    ).tag(config=True)
+    lease_s = Float(
+        30.0,
+        help="A server without a heartbeat for this many seconds is dead and its runs are "
+        "reaped (at once when it was on this machine and its process is gone).",
+    ).tag(config=True)
+    poll_s = Float(
+        0.5,
+        help="Seconds between looks at the shared queue, kill requests and (SQLite) events of "
+        "other servers; PostgreSQL notifications wake a server sooner.",
+    ).tag(config=True)
     log_flush_interval_s = Float(
-        0.5, help="Longest time a log line waits before it is written to the database."
+        0.05,
+        help="Longest time a log line waits before it is written to the database (where "
+        "subscribers on other servers read it).",
     ).tag(config=True)
     kpi_interval_s = Float(30.0, help="Seconds between kpi.update pushes.").tag(config=True)
     health_interval_s = Float(15.0, help="Seconds between health.update pushes.").tag(config=True)
@@ -145,6 +178,10 @@ class EnergyOps(Configurable):
     @default("db_url")
     def _default_db_url(self) -> str:
         return os.environ.get("ENERGYOPS_DB_URL") or ""
+
+    @default("storage_url")
+    def _default_storage_url(self) -> str:
+        return os.environ.get("ENERGYOPS_STORAGE_URL") or ""
 
     def to_settings(self) -> Settings:
         data_dir = Path(self.data_dir).expanduser().resolve()

@@ -7,12 +7,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .cluster.node import ClusterNode
+from .cluster.servers import ServerIdentity, list_servers
 from .config import Settings
-from .db import Database, upgrade
+from .db import Database, upgrade, utcnow
 from .events import EventHub
 from .events.periodic import DashboardPusher, dashboard_pusher
 from .events.stream import run_log_stream
 from .ingest.service import IngestService
+from .runs import registry
+from .runs.engine import RunEngine
 from .runs.service import RunService
 from .storage import LocalStorage, Storage
 
@@ -26,6 +30,8 @@ class Services:
     log: logging.Logger
     runs: RunService
     ingest: IngestService
+    me: ServerIdentity
+    cluster: ClusterNode
     started_monotonic: float = field(default_factory=time.monotonic)
     dashboard: DashboardPusher | None = None
 
@@ -33,11 +39,22 @@ class Services:
         """Sections of /health owned by the services (sandbox, queue, ...). Blocking."""
         parts: dict[str, Any] = {}
         parts.update(self.runs.health())
+        servers = self.db.read_sync(
+            lambda s: list_servers(s, self.me, utcnow(), self.settings.lease_s, registry.is_alive)
+        )
+        parts["server"] = {
+            "id": self.me.id,
+            "host": self.me.host,
+            "executor": self.me.executor,
+            "live_servers": sum(1 for s in servers if s["live"]),
+        }
         return parts
 
-    async def start(self) -> None:
+    async def start(self, url: str | None = None) -> None:
         """Start background work once the event loop runs."""
-        self.hub.add_stream(run_log_stream(self.runs.log_backlog))
+        self.hub.add_stream(run_log_stream(self.runs.log_backlog, self.cluster.follower.prepare))
+        await self.cluster.register(url)
+        await self.cluster.start()
         if self.dashboard is None:
             self.dashboard = dashboard_pusher(self)
         self.dashboard.start()
@@ -48,6 +65,7 @@ class Services:
         await self.runs.stop()
         if self.dashboard is not None:
             await self.dashboard.stop()
+        await self.cluster.stop()
         self.hub.close()
         self.db.close()
 
@@ -61,12 +79,19 @@ def build_services(settings: Settings, log: logging.Logger) -> Services:
     log.info("EnergyOps database: %s (%s)", db.display_url, db.kind)
     storage = LocalStorage(settings.files_dir)
     hub = EventHub(queue_frames=settings.ws_queue_frames)
+    me = ServerIdentity.of_this_process()
+    engine = RunEngine(settings, db, storage, hub, log, me)
+    cluster = ClusterNode(
+        settings, db, hub, me, log, wake_queue=engine.wake, is_local=engine.is_local
+    )
     return Services(
         settings=settings,
         db=db,
         storage=storage,
         hub=hub,
         log=log,
-        runs=RunService(settings, db, storage, hub, log),
+        runs=RunService(engine),
         ingest=IngestService(settings, db, storage, hub, log),
+        me=me,
+        cluster=cluster,
     )

@@ -60,6 +60,7 @@ class Run(Base):
     __table_args__ = (
         Index("ix_runs_status_priority", "status", "priority", "created_at"),
         Index("ix_runs_script_id", "script_id"),
+        Index("ix_runs_server_status", "server_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -89,8 +90,46 @@ class Run(Base):
     solver_time_ms: Mapped[int | None] = mapped_column(Integer)
     status_reason: Mapped[str | None] = mapped_column(Text)
     log_key: Mapped[str | None] = mapped_column(String(255))
+    # the server that owns the run while it runs (servers.id); never a host
+    server_id: Mapped[str | None] = mapped_column(String(36))
+    executor: Mapped[str] = mapped_column(String(16), default="local")
+    worker: Mapped[str | None] = mapped_column(String(255))
+    workdir: Mapped[str | None] = mapped_column(String(1024))  # on its owner's machine
+    kill_requested_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    kill_requested_by: Mapped[str | None] = mapped_column(String(255))
 
     script: Mapped[Script] = relationship(back_populates="runs")
+
+
+class Server(Base):
+    """One EnergyOps server process sharing this database; a new id at every start."""
+
+    __tablename__ = "servers"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    boot_id: Mapped[str] = mapped_column(String(64))
+    pid: Mapped[int] = mapped_column(Integer)
+    pid_start_time: Mapped[int | None] = mapped_column(BigInteger)
+    version: Mapped[str] = mapped_column(String(32))
+    executor: Mapped[str] = mapped_column(String(16))
+    url: Mapped[str | None] = mapped_column(String(512))
+    started_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+    stopped_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    dead_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class ClusterEvent(Base):
+    """An event one server published, for the others to poll (SQLite; PostgreSQL sends them
+    with NOTIFY). SQLite commits one writer at a time, so ids appear in commit order."""
+
+    __tablename__ = "cluster_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    server_id: Mapped[str] = mapped_column(String(36))
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
 
 
 class LogLine(Base):

@@ -22,6 +22,8 @@ from .subscriber import CLOSE_GOING_AWAY, CLOSE_TOO_SLOW, Subscriber, Transport
 from .types import Event
 
 Listener = Callable[[Event], None]
+# told when a topic gains its first subscriber (True) or loses its last (False)
+TopicWatcher = Callable[[str, bool], None]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,11 @@ class EventHub:
         self._flush_handle: asyncio.Handle | None = None
         self._last_flush = 0.0
         self._listened: dict[str, asyncio.Event] = {}
+        self._watchers: list[TopicWatcher] = []
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._loop
 
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -80,6 +87,20 @@ class EventHub:
     def remove_listener(self, listener: Listener) -> None:
         if listener in self._listeners:
             self._listeners.remove(listener)
+
+    def add_topic_watcher(self, watcher: TopicWatcher) -> None:
+        self._watchers.append(watcher)
+
+    def _watch(self, topic: str, listened: bool) -> None:
+        for watcher in list(self._watchers):
+            try:
+                watcher(topic, listened)
+            except Exception:
+                log.exception("topic watcher failed on %s", topic)
+
+    def topics(self) -> list[str]:
+        """Topics with at least one subscriber here."""
+        return list(self._topics)
 
     def add_stream(self, stream: Stream) -> None:
         self._streams = [s for s in self._streams if s.prefix != stream.prefix] + [stream]
@@ -97,7 +118,11 @@ class EventHub:
     def attach(self, subscriber: Subscriber, topic: str) -> None:
         if subscriber.closed:
             return
-        self._topics.setdefault(topic, set()).add(subscriber)
+        subscribers = self._topics.setdefault(topic, set())
+        first = not subscribers
+        subscribers.add(subscriber)
+        if first:
+            self._watch(topic, True)
         waiter = self._listened.pop(topic, None)
         if waiter is not None:
             waiter.set()
@@ -109,6 +134,7 @@ class EventHub:
             if not subscribers:
                 del self._topics[topic]
                 self._pending.pop(topic, None)
+                self._watch(topic, False)
 
     def forget(self, subscriber: Subscriber) -> None:
         if subscriber.close_code == CLOSE_TOO_SLOW:

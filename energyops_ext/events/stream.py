@@ -17,6 +17,8 @@ Item = dict[str, Any]
 # fetch(topic, after_seq, limit) -> every item with seq > after_seq, in order, at most limit
 Fetch = Callable[[str, int, int], Awaitable[list[Item]]]
 LogBacklog = Callable[[int, int, int | None], Awaitable[list[Item]]]
+# awaited before a subscriber attaches to a topic of the stream
+Prepare = Callable[[str], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,7 @@ class Stream:
     fetch: Fetch
     key: str = "lines"
     describe: Callable[[str], dict[str, Any]] | None = None
+    prepare: Prepare | None = None
 
     def matches(self, topic: str) -> bool:
         return topic.startswith(self.prefix)
@@ -73,12 +76,17 @@ def chunks(items: list[Item], size: int) -> list[list[Item]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def run_log_stream(log_backlog: LogBacklog) -> Stream:
-    """run.log on run:<id>, replayed from the run engine's ``log_backlog(run_id, after, limit)``."""
+def run_log_stream(log_backlog: LogBacklog, prepare: Prepare | None = None) -> Stream:
+    """run.log on run:<id>, replayed from the run engine's ``log_backlog(run_id, after, limit)``;
+    ``prepare`` readies the live lines of a run that runs on another server."""
 
     async def fetch(topic: str, after: int, limit: int) -> list[Item]:
         return await log_backlog(run_id_of(topic), after, limit)
 
     return Stream(
-        RUN_TOPIC_PREFIX, "run.log", fetch, describe=lambda topic: {"run_id": run_id_of(topic)}
+        RUN_TOPIC_PREFIX,
+        "run.log",
+        fetch,
+        describe=lambda topic: {"run_id": run_id_of(topic)},
+        prepare=prepare,
     )

@@ -124,6 +124,10 @@ class Subscriber:
                     raise BadFrame(f"{topic} cannot be replayed: it is not a log", "no_replay")
                 streams[topic] = stream
             for topic in topics:
+                stream = self.hub.stream_for(topic)
+                if stream is not None and stream.prepare is not None:
+                    await stream.prepare(topic)
+            for topic in topics:
                 if topic in since:
                     self._replaying[topic] = []
                     self._last_seq[topic] = since[topic]

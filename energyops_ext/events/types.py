@@ -11,6 +11,8 @@ class Event:
     topic: str
     type: str
     data: dict[str, Any] = field(default_factory=dict)
+    # published on another server and relayed here (so it is not relayed again)
+    remote: bool = False
 
     def frame(self) -> dict[str, Any]:
         return {"topic": self.topic, "type": self.type, "data": self.data}

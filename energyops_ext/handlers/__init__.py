@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import datasets, feed, health, market, runs, scripts, ws
+from . import cluster, datasets, feed, health, market, runs, scripts, ws
 from .base import NotFoundHandler
 
 ROUTES: list[tuple[str, Any]] = [
     *health.routes,
+    *cluster.routes,
     *feed.routes,
     *scripts.routes,
     *runs.routes,

@@ -8,17 +8,19 @@ import contextlib
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from ..cluster import servers, wakeups
+from ..cluster.servers import OrphanRun, ServerIdentity
 from ..config import Settings
-from ..db import Database
+from ..db import Database, utcnow
 from ..db.models import Notification, Run
 from ..events import RUNS, Event, EventHub, run_topic
 from ..feed import add_activity, add_notification, announce
@@ -78,18 +80,29 @@ class RunContext:
 
 class RunEngine:
     def __init__(
-        self, settings: Settings, db: Database, storage: Storage, hub: EventHub, log: logging.Logger
+        self,
+        settings: Settings,
+        db: Database,
+        storage: Storage,
+        hub: EventHub,
+        log: logging.Logger,
+        me: ServerIdentity,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.settings = settings
         self.db = db
         self.storage = storage
         self.hub = hub
         self.log = log
+        self.me = me
+        self.clock = clock
         self.active: dict[int, ActiveRun] = {}
         self.sandbox: SandboxInfo | None = None
         self._pump_lock = asyncio.Lock()
+        self._reap_lock = asyncio.Lock()
         self._stopping = False
-        self._heartbeat: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake = asyncio.Event()
 
     # --- start / stop ---
 
@@ -99,16 +112,28 @@ class RunEngine:
             self.log.warning("EnergyOps run sandbox: %s", self.sandbox.describe())
         else:
             self.log.info("EnergyOps run sandbox: %s", self.sandbox.describe())
-        await self.recover()
-        self._heartbeat = asyncio.ensure_future(self._beat())
+        await self.reap()
+        self._tasks = [
+            asyncio.ensure_future(self._beat()),
+            asyncio.ensure_future(self._watch()),
+        ]
         await self.pump()
+
+    def is_local(self, run_id: int) -> bool:
+        return run_id in self.active
+
+    def wake(self) -> None:
+        """Look at the queue and at kill requests now (another server asked); any thread."""
+        loop = self.hub.loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
+                await task
         tasks = []
         for active in list(self.active.values()):
             active.kill("the server stopped", None)
@@ -129,12 +154,15 @@ class RunEngine:
         """Start queued runs while fewer than max_concurrent_runs run here."""
         async with self._pump_lock:
             while not self._stopping and len(self.active) < self.settings.max_concurrent_runs:
-                run_id = await self.db.write(store.claim_next)
+                run_id = await self.db.write(self._claim)
                 if run_id is None:
                     return
                 active = ActiveRun(run_id, self._new_log(run_id))
                 self.active[run_id] = active
                 active.task = asyncio.ensure_future(self._execute(active))
+
+    def _claim(self, session: Session) -> int | None:
+        return store.claim_next(session, self.me.id, self.me.host, self.me.boot_id)
 
     def _new_log(self, run_id: int, start_seq: int = 0) -> RunLog:
         topic = run_topic(run_id)
@@ -163,7 +191,8 @@ class RunEngine:
                 active.process = process
                 if active.kill_reason is not None:
                     process.request_kill()
-                await self.db.write(lambda s: _record_process(s, run_id, process))
+                root = self.paths(run_id).root
+                await self.db.write(lambda s: _record_process(s, run_id, self.me.id, process, root))
                 outcome = await process.finish(ctx.timeout_s)
                 exit_code, runtime_ms = outcome.exit_code, outcome.runtime_ms
                 outcome_status, reason = _status_of(outcome.reason, exit_code, active, ctx)
@@ -224,14 +253,28 @@ class RunEngine:
         run_id = active.run_id
         log = active.log
 
-        def write(session: Session) -> tuple[dict[str, Any], list[Any], list[Notification]]:
+        values: dict[str, Any] = {
+            "status": status,
+            "exit_code": exit_code,
+            "runtime_ms": runtime_ms,
+            "finished_at": self.clock(),
+            "status_reason": reason,
+            "line_count": log.line_count,
+            "error_count": log.error_count,
+            "log_key": self.log_file(run_id).name,
+            **{k: v for k, v in log.metrics.items() if k in store.METRIC_COLUMNS},
+        }
+
+        def write(
+            session: Session,
+        ) -> tuple[dict[str, Any], list[Any], list[Notification]] | None:
+            ended = session.execute(
+                update(Run).where(Run.id == run_id, store.owned(self.me.id)).values(**values)
+            )
+            if getattr(ended, "rowcount", 0) != 1:
+                return None  # another server took this server for dead and reaped the run
             run = store.get_run(session, run_id)
-            run.status, run.exit_code, run.runtime_ms = status, exit_code, runtime_ms
-            run.finished_at, run.status_reason = datetime.now(UTC), reason
-            run.line_count, run.error_count = log.line_count, log.error_count
-            for key, value in log.metrics.items():
-                setattr(run, key, value)
-            run.log_key = self.log_file(run_id).name
+            session.refresh(run)
             title = f"Run {run_id} of {active.title} {status.replace('_', ' ')}"
             activity = add_activity(
                 session,
@@ -262,7 +305,11 @@ class RunEngine:
             session.flush()
             return store.run_json(run), [activity], notes
 
-        data, activities, notes = await self.db.write(write)
+        written = await self.db.write(write)
+        if written is None:
+            self.log.warning("run %s ended %s here but was already reaped", run_id, status)
+            return
+        data, activities, notes = written
         announce(self.hub, activities, notes)
         self.hub.publish(Event(run_topic(run_id), "run.status", data))
         finished = {k: data[k] for k in ("status", "exit_code", "runtime_ms", "objective_value")}
@@ -310,6 +357,9 @@ class RunEngine:
     def _write_batch(self, active: ActiveRun, batch: Batch, final: bool) -> list[Notification]:
         with self.db.write_session() as session:
             store.write_batch(session, active.run_id, batch)
+            if batch.records:
+                last = batch.records[-1]["seq"]
+                wakeups.wake(session, wakeups.LINES, f"{active.run_id} {last}")
             notes = self._error_notes(session, active, batch.errors, final)
         if batch.records:
             with self.log_file(active.run_id).open("a", encoding="utf-8") as fh:
@@ -357,60 +407,117 @@ class RunEngine:
             )
         return notes
 
-    # --- heartbeats and recovery ---
+    # --- heartbeats, kill requests from other servers, reaping ---
 
     async def _beat(self) -> None:
+        """Every heartbeat: renew this server's lease and its runs', then reap the runs of
+        servers that died."""
         while True:
-            await asyncio.sleep(self.settings.heartbeat_interval_s)
-            ids = [r.run_id for r in self.active.values() if r.process is not None]
+            await asyncio.sleep(self.settings.heartbeat_s)
+            try:
+                await self.heartbeat()
+                await self.reap()
+            except Exception:
+                self.log.exception("EnergyOps heartbeat failed")
+
+    async def heartbeat(self) -> None:
+        me, now = self.me, self.clock()
+        ids = [r.run_id for r in self.active.values() if r.process is not None]
+
+        def write(session: Session) -> list[int]:
+            if not servers.heartbeat(session, me, now):
+                servers.register(session, me, now, None)
             if ids:
-                try:
-                    await self.db.write(partial(_touch, ids))
-                except Exception:
-                    self.log.exception("run heartbeat failed")
-
-    async def recover(self) -> None:
-        """Runs this host left ``running``: kill survivors, mark every one ``lost``."""
-        rows = await self.db.read(
-            lambda s: s.execute(
-                select(Run.id, Run.boot_id, Run.pid, Run.pid_start_time).where(
-                    Run.status == "running", Run.host == registry.host_name()
+                session.execute(
+                    update(Run).where(Run.id.in_(ids), store.owned(me.id)).values(heartbeat_at=now)
                 )
-            ).all()
-        )
-        for run_id, boot, pid, started in rows:
-            reason = await asyncio.to_thread(self._reap_lost, run_id, boot, pid, started)
-            await self._mark_lost(run_id, reason)
-            self.log.warning("run %s marked lost: %s", run_id, reason)
+            return _not_owned(session, ids, me.id)
 
-    def _reap_lost(
-        self, run_id: int, boot: str | None, pid: int | None, started: int | None
-    ) -> str:
-        marker = process_marker(self.paths(run_id))
-        same_boot = bool(boot) and boot == registry.boot_id()
-        alive = (
-            same_boot
-            and pid is not None
-            and started is not None
-            and registry.is_alive(pid, started)
-        )
-        killed = terminate_tree(pid if alive else None, marker, 0.0)
+        for run_id in await self.db.write(write):
+            # another server took this one for dead and reaped its run: stop it here too
+            active = self.active.get(run_id)
+            if active is not None:
+                active.kill("another server marked the run lost", None)
+
+    async def _watch(self) -> None:
+        """Kill requests for runs of this server and queued runs other servers added:
+        woken at once by a notification (PostgreSQL), else polled."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.poll_s)
+            self._wake.clear()
+            try:
+                await self._take_kill_requests()
+                if len(self.active) < self.settings.max_concurrent_runs:
+                    await self.pump()
+            except Exception:
+                self.log.exception("EnergyOps queue watch failed")
+
+    async def _take_kill_requests(self) -> None:
+        ids = list(self.active)
+        if not ids:
+            return
+        requests = await self.db.read(lambda s: _kill_requests(s, ids))
+        for run_id, user in requests:
+            active = self.active.get(run_id)
+            if active is not None and active.kill_reason is None:
+                self.log.info("run %s: kill requested by %s through another server", run_id, user)
+                active.kill(f"killed by {user}", user)
+
+    async def reap(self) -> None:
+        """Runs whose owner is dead: kill what is left of them on this machine, mark them
+        ``lost``. The conditional update makes this happen once, whichever server gets there
+        first; the runs of live servers are never touched."""
+        async with self._reap_lock:
+            me, now, lease = self.me, self.clock(), self.settings.lease_s
+            orphans = await self.db.read(
+                lambda s: servers.orphan_runs(s, me, now, lease, registry.is_alive)
+            )
+            for orphan in orphans:
+                detail = await asyncio.to_thread(self._kill_survivors, orphan)
+                if await self._mark_lost(orphan, f"{orphan.reason}; {detail}"):
+                    self.log.warning("run %s marked lost: %s", orphan.run_id, orphan.reason)
+
+    def _kill_survivors(self, orphan: OrphanRun) -> str:
+        """Processes of a dead server's run can be killed only on the machine they run on."""
+        pid = orphan.pid
         if pid is None:
-            return "the server stopped before the process started"
-        if not same_boot:
-            return "the machine restarted while the run was running"
+            return "its process had not started"
+        if not self.me.same_machine(orphan.host, orphan.boot_id):
+            if orphan.host == self.me.host:
+                return f"its process (pid {pid}) ended when the machine restarted"
+            return f"its process (pid {pid} on {orphan.host}) is beyond this machine's reach"
+        alive = orphan.pid_start_time is not None and registry.is_alive(pid, orphan.pid_start_time)
+        marker = process_marker(RunPaths.for_dir(Path(orphan.workdir))) if orphan.workdir else b""
+        killed = terminate_tree(pid if alive else None, marker, 0.0) if marker or alive else 0
         if alive or killed:
-            return f"the server restarted; its process (pid {pid}) was still running and was killed"
-        return f"the server restarted; its process (pid {pid}) had already gone"
+            return f"its process (pid {pid}) was still running and was killed"
+        return f"its process (pid {pid}) had already gone"
 
-    async def _mark_lost(self, run_id: int, reason: str) -> None:
-        def write(session: Session) -> tuple[Line, dict[str, Any], list[Notification]]:
+    async def _mark_lost(self, orphan: OrphanRun, reason: str) -> bool:
+        run_id = orphan.run_id
+
+        def write(session: Session) -> tuple[Line, dict[str, Any], list[Notification]] | None:
+            result = session.execute(
+                update(Run)
+                .where(
+                    Run.id == run_id,
+                    Run.status == "running",
+                    Run.server_id.is_(None)
+                    if orphan.server_id is None
+                    else Run.server_id == orphan.server_id,
+                )
+                .values(status="lost", status_reason=reason, finished_at=self.clock())
+            )
+            if getattr(result, "rowcount", 0) != 1:
+                return None  # another server reaped it first, or it ended meanwhile
             run = store.get_run(session, run_id)
+            session.refresh(run)
             seq = max(store.max_seq(session, run_id), run.line_count) + 1
             record = new_line(seq, "system", f"run lost: {reason}")
             store.insert_lines(session, run_id, [record])
-            run.status, run.status_reason, run.finished_at = "lost", reason, datetime.now(UTC)
             run.line_count = seq
+            wakeups.wake(session, wakeups.LINES, f"{run_id} {seq}")
             note = add_notification(
                 session,
                 type="run_lost",
@@ -424,8 +531,10 @@ class RunEngine:
             )
             return record, store.run_json(run), [note]
 
-        record, data, notes = await self.db.write(write)
-        await asyncio.to_thread(_append_file, self.log_file(run_id), [record])
+        written = await self.db.write(write)
+        if written is None:
+            return False
+        _record, data, notes = written
         announce(self.hub, [], notes)
         self.hub.publish(Event(run_topic(run_id), "run.status", data))
         self.hub.publish(
@@ -442,16 +551,12 @@ class RunEngine:
                 },
             )
         )
+        return True
 
 
 def format_file_line(record: Line) -> str:
     """One line of a run's log file: ``<ts> <stream> <text>`` (stream is 6 characters)."""
     return f"{record['ts']} {record['stream']} {record['text']}\n"
-
-
-def _append_file(path: Path, records: list[Line]) -> None:
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write("".join(format_file_line(r) for r in records))
 
 
 def _write_run_dir(paths: RunPaths, source: bytes) -> None:
@@ -477,15 +582,35 @@ def _context(session: Session, run_id: int) -> RunContext:
     )
 
 
-def _touch(run_ids: list[int], session: Session) -> None:
-    session.execute(update(Run).where(Run.id.in_(run_ids)).values(heartbeat_at=datetime.now(UTC)))
+def _not_owned(session: Session, run_ids: list[int], server_id: str) -> list[int]:
+    """Which of ``run_ids`` this server no longer owns as running (reaped by another)."""
+    if not run_ids:
+        return []
+    still = set(session.scalars(select(Run.id).where(Run.id.in_(run_ids), store.owned(server_id))))
+    return [run_id for run_id in run_ids if run_id not in still]
 
 
-def _record_process(session: Session, run_id: int, process: RunProcess) -> None:
+def _kill_requests(session: Session, run_ids: list[int]) -> list[tuple[int, str]]:
+    rows = session.execute(
+        select(Run.id, Run.kill_requested_by).where(
+            Run.id.in_(run_ids), Run.kill_requested_at.is_not(None)
+        )
+    ).all()
+    return [(run_id, user or "another server") for run_id, user in rows]
+
+
+def _record_process(
+    session: Session, run_id: int, server_id: str, process: RunProcess, workdir: Path
+) -> None:
     session.execute(
         update(Run)
-        .where(Run.id == run_id)
-        .values(pid=process.pid, pid_start_time=process.start_time, heartbeat_at=datetime.now(UTC))
+        .where(Run.id == run_id, store.owned(server_id))
+        .values(
+            pid=process.pid,
+            pid_start_time=process.start_time,
+            workdir=str(workdir),
+            heartbeat_at=datetime.now(UTC),
+        )
     )
 
 

@@ -203,7 +203,10 @@ class RunPaths:
 
     @classmethod
     def for_run(cls, sandbox_dir: Path, run_id: int) -> RunPaths:
-        root = sandbox_dir / str(run_id)
+        return cls.for_dir(sandbox_dir / str(run_id))
+
+    @classmethod
+    def for_dir(cls, root: Path) -> RunPaths:
         return cls(root, root / "script.py", root / "input", root / "output", root / "tmp")
 
     def create(self) -> None:

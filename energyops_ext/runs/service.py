@@ -7,26 +7,25 @@ threads; the process work is in ``engine.py`` and ``runner.py``.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import shutil
 import stat
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..config import Settings
-from ..db import Database
+from ..cluster import wakeups
+from ..db import utcnow
 from ..db.models import Run, Script
 from ..errors import BadRequest, Conflict, NotFound, check_name
-from ..events import RUNS, Event, EventHub, run_topic
+from ..events import RUNS, Event, run_topic
 from ..feed import add_activity, announce
-from ..storage import Storage
 from . import scripts, store
 from .engine import RunEngine
 from .inputs import parse_run_request
@@ -44,15 +43,13 @@ class Artifact:
 
 
 class RunService:
-    def __init__(
-        self, settings: Settings, db: Database, storage: Storage, hub: EventHub, log: logging.Logger
-    ) -> None:
-        self.settings = settings
-        self.db = db
-        self.storage = storage
-        self.hub = hub
-        self.log = log
-        self.engine = RunEngine(settings, db, storage, hub, log)
+    def __init__(self, engine: RunEngine) -> None:
+        self.engine = engine
+        self.settings = engine.settings
+        self.db = engine.db
+        self.storage = engine.storage
+        self.hub = engine.hub
+        self.log = engine.log
 
     async def start(self) -> None:
         await self.engine.start()
@@ -266,6 +263,7 @@ class RunService:
             )
             session.add(run)
             session.flush()
+            wakeups.wake(session, wakeups.QUEUE, str(run.id))
             activity = add_activity(
                 session,
                 type="run",
@@ -334,9 +332,22 @@ class RunService:
         if active is not None:  # it started meanwhile
             await self._stop_run(run_id, reason, user, wait)
             return
-        status = await self.db.read(lambda s: store.get_run(s, run_id).status)
-        if status in store.ACTIVE:
-            raise Conflict(f"run {run_id} is {status} on another server; kill it there")
+        # running on another server: store the request on the run and wake its owner
+        if not await self.db.write(lambda s: _request_kill(s, run_id, user)):
+            return  # it ended meanwhile
+        await self._kill_activity(run_id, user)
+        await self.engine.reap()  # an owner that is dead cannot kill: reap the run now
+        if wait:
+            await self._until_finished(run_id)
+
+    async def _until_finished(self, run_id: int) -> None:
+        deadline = time.monotonic() + self.settings.kill_grace_s + 10
+        while time.monotonic() < deadline:
+            status = await self.db.read(lambda s: store.get_run(s, run_id).status)
+            if status not in store.ACTIVE:
+                return
+            await asyncio.sleep(0.05)
+        raise Conflict(f"run {run_id} did not end after its kill was requested; try again")
 
     async def _kill_activity(self, run_id: int, user: str) -> None:
         def write(session: Session) -> list[Any]:
@@ -436,17 +447,29 @@ def _script_runs(session: Session, script_id: int) -> tuple[list[int], list[int]
     return [r[0] for r in rows], [r[0] for r in rows if r[1] in store.ACTIVE]
 
 
+def _request_kill(session: Session, run_id: int, user: str) -> bool:
+    """Ask the owner of a running run to kill it; False when the run is not running."""
+    result = session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.status == "running")
+        .values(
+            kill_requested_at=func.coalesce(Run.kill_requested_at, utcnow()),
+            kill_requested_by=func.coalesce(Run.kill_requested_by, user),
+        )
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        return False
+    wakeups.wake(session, wakeups.CONTROL, f"kill {run_id}")
+    return True
+
+
 def _cancel_queued(
     session: Session, run_id: int, reason: str, user: str
 ) -> tuple[dict[str, Any], list[Any]] | None:
-    from datetime import UTC, datetime
-
-    from sqlalchemy import update
-
     result = session.execute(
         update(Run)
         .where(Run.id == run_id, Run.status == "queued")
-        .values(status="killed", status_reason=reason, finished_at=datetime.now(UTC))
+        .values(status="killed", status_reason=reason, finished_at=utcnow())
     )
     if getattr(result, "rowcount", 0) != 1:
         return None

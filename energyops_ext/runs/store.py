@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 from ..db.models import LogLine, Run, Script
 from ..errors import NotFound
 from .logs import LEVEL_RANK, LEVELS, Batch, Line, iso_ts
-from .registry import boot_id, host_name
 
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "killed", "timed_out", "lost")
@@ -46,8 +45,13 @@ def run_json(run: Run) -> dict[str, Any]:
         "priority": run.priority,
         "timeout_s": run.timeout_s,
         "requested_by": run.requested_by,
+        "server_id": run.server_id,
+        "executor": run.executor,
+        "worker": run.worker,
         "host": run.host,
         "pid": run.pid,
+        "kill_requested_at": _iso(run.kill_requested_at),
+        "kill_requested_by": run.kill_requested_by,
         "created_at": run.created_at.isoformat(),
         "started_at": _iso(run.started_at),
         "finished_at": _iso(run.finished_at),
@@ -94,32 +98,44 @@ def list_runs(
     return {"items": [run_json(r) for r in rows], "total": total}
 
 
-def claim_next(session: Session) -> int | None:
-    """Move the next queued run (priority, then age) to running; None when none waits.
-    The conditional UPDATE keeps two servers on one database from taking the same run."""
+def claim_next(session: Session, server_id: str, host: str, boot: str) -> int | None:
+    """Move the next queued run (priority, then age) to running, owned by ``server_id``; None
+    when none waits. PostgreSQL locks the candidate row and skips rows other servers hold
+    (FOR UPDATE SKIP LOCKED); on SQLite the write lock serializes claims. The UPDATE is
+    conditional on ``queued`` either way, so two servers never both take one run."""
+    next_queued = (
+        select(Run.id)
+        .where(Run.status == "queued")
+        .order_by(Run.priority.desc(), Run.created_at, Run.id)
+        .limit(1)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        next_queued = next_queued.with_for_update(skip_locked=True)
     for _ in range(5):
-        run_id = session.scalar(
-            select(Run.id)
-            .where(Run.status == "queued")
-            .order_by(Run.priority.desc(), Run.created_at, Run.id)
-            .limit(1)
-        )
+        run_id = session.scalar(next_queued)
         if run_id is None:
             return None
+        now = datetime.now(UTC)
         claimed = session.execute(
             update(Run)
             .where(Run.id == run_id, Run.status == "queued")
             .values(
                 status="running",
-                started_at=datetime.now(UTC),
-                host=host_name(),
-                boot_id=boot_id(),
-                heartbeat_at=datetime.now(UTC),
+                started_at=now,
+                server_id=server_id,
+                host=host,
+                boot_id=boot,
+                heartbeat_at=now,
             )
         )
         if getattr(claimed, "rowcount", 0) == 1:
             return run_id
     return None
+
+
+def owned(server_id: str) -> Any:
+    """The WHERE clause of every state change a running run's owner makes."""
+    return (Run.status == "running") & (Run.server_id == server_id)
 
 
 def _copy_escape(text: str) -> str:

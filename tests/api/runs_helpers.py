@@ -16,7 +16,7 @@ FINISHED = {"succeeded", "failed", "killed", "timed_out", "lost"}
 FAST_RUNS = {
     "kill_grace_s": 0.5,
     "log_flush_interval_s": 0.1,
-    "heartbeat_interval_s": 0.2,
+    "heartbeat_s": 0.2,
 }
 
 

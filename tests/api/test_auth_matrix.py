@@ -70,6 +70,7 @@ def _json(payload: Any) -> Body:
 SAMPLES: dict[str, Sample] = {
     r"/health": Sample("health"),
     r"/openapi.yaml": Sample("openapi.yaml"),
+    r"/servers": Sample("servers"),
     r"/activities": Sample("activities"),
     r"/notifications": Sample("notifications"),
     r"/notifications/(\d+)": Sample(

@@ -56,7 +56,7 @@ class Server:
             f"--EnergyOps.data_dir={self.data_dir}",
             f"--EnergyOps.db_url={self.db_url}",
             "--EnergyOps.kill_grace_s=0.5",
-            "--EnergyOps.heartbeat_interval_s=0.2",
+            "--EnergyOps.heartbeat_s=0.2",
             "--EnergyOps.log_flush_interval_s=0.1",
             f"--ServerApp.root_dir={self.data_dir}",
             # bubblewrap's --die-with-parent would end the run with the server; without it
