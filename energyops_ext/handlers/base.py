@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import functools
-import json
 from asyncio import Future
 from collections.abc import Callable
-from datetime import date, datetime
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any, TypeVar, cast
@@ -16,7 +14,15 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
-from ..errors import BadRequest, EnergyOpsError, NotFound
+from ..errors import BadRequest, EnergyOpsError, Invalid, NotFound, TooLarge, format_size
+from ..events.protocol import (
+    MAX_JSON_DEPTH,
+    JSONTooDeep,
+    NonFiniteNumber,
+    UnreadableJSON,
+    decode_json,
+    encode_json,
+)
 from ..services import Services
 
 AUTH_RESOURCE = "energyops"
@@ -77,6 +83,8 @@ def ids_in_range(method: Method) -> Method:
     return cast(Method, check)
 
 
+MAX_JSON_BODY_BYTES = 1_000_000
+
 SECRET_QUERY_KEYS = ("token", "auth", "key", "code", "state", "xsrf")
 
 
@@ -94,14 +102,9 @@ def scrub_uri(uri: str) -> str:
     return f"{path}?{'&'.join(parts)}"
 
 
-def json_default(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
 def dumps(data: Any) -> str:
-    return json.dumps(data, default=json_default, separators=(",", ":"))
+    """Compact strict JSON: dates as ISO 8601, a non-finite float as null."""
+    return encode_json(data)
 
 
 def error_body(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> str:
@@ -146,12 +149,28 @@ class EnergyOpsHandler(APIHandler):
     # --- input ---
 
     def json_body(self) -> dict[str, Any]:
-        if not self.request.body:
+        """The request body as a JSON object: at most ``MAX_JSON_BODY_BYTES`` (413), nested at
+        most ``MAX_JSON_DEPTH`` levels (400), every number finite (422, naming the field)."""
+        raw = self.request.body
+        if not raw:
             return {}
+        if len(raw) > MAX_JSON_BODY_BYTES:
+            raise TooLarge(
+                f"request body is {format_size(len(raw))}; "
+                f"the limit for JSON bodies is {format_size(MAX_JSON_BODY_BYTES)}",
+                code="body_too_large",
+                details={"limit": MAX_JSON_BODY_BYTES},
+            )
         try:
-            body = json.loads(self.request.body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from exc
+            body = decode_json(raw, "request body")
+        except NonFiniteNumber as exc:
+            raise Invalid(exc.message, code=exc.code, details={"field": exc.path}) from None
+        except JSONTooDeep as exc:
+            raise BadRequest(
+                exc.message, code=exc.code, details={"limit": MAX_JSON_DEPTH}
+            ) from None
+        except UnreadableJSON as exc:
+            raise BadRequest(exc.message, code=exc.code) from None
         if not isinstance(body, dict):
             raise BadRequest("request body must be a JSON object", code="invalid_json")
         return body
