@@ -17,7 +17,7 @@ from jupyter_core.utils import ensure_async
 from tornado import web
 from tornado.http1connection import HTTP1Connection
 
-from ..errors import BadRequest, TooLarge, UnsupportedMediaType, check_name, format_size
+from ..errors import BadRequest, TooLarge, check_name, format_size
 from ..ingest.market import date_range
 from ..ingest.multipart import FormData, parse_multipart
 from ..ingest.queries import get_upload, list_kinds, list_rows, list_uploads
@@ -123,11 +123,7 @@ class DatasetUploadsHandler(EnergyOpsHandler):
             )
         part = parts[0]
         check_name(part.filename, "filename")
-        if file_format(part.filename) is None:
-            raise UnsupportedMediaType(
-                f"{part.filename!r} is not a dataset file; send .xlsx, .xls or .csv",
-                details={"field": "file"},
-            )
+        file_format(part.filename)  # a wrong extension is a 415 before anything is stored
         limit = self.services.settings.max_upload_bytes
         if part.size > limit:
             raise TooLarge(

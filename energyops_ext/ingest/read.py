@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import Invalid, TooLarge, format_size
+from ..errors import Invalid, TooLarge, UnsupportedMediaType, format_size
 
-EXTENSIONS = (".xlsx", ".xlsm", ".xls", ".csv", ".txt")
+EXTENSIONS = (".xlsx", ".xls", ".csv")
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _CHUNK = 1 << 20
 
@@ -48,18 +48,23 @@ class Workbook:
         return frame
 
 
-def file_format(filename: str) -> str | None:
-    lowered = filename.lower()
-    for ext in EXTENSIONS:
-        if lowered.endswith(ext):
-            return {"xlsm": "xlsx", "txt": "csv"}.get(ext[1:], ext[1:])
-    return None
+def file_format(filename: str) -> str:
+    """xlsx, xls or csv, from the extension of ``filename`` in any case; any other extension,
+    or none, is refused (415) before anything is read or stored."""
+    _stem, dot, suffix = filename.rpartition(".")
+    extension = f".{suffix}" if dot and suffix else ""
+    if extension.lower() in EXTENSIONS:
+        return extension[1:].lower()
+    found = f"has the extension {extension}" if extension else "has no extension"
+    raise UnsupportedMediaType(
+        f"{filename!r} {found}; dataset files must be {', '.join(EXTENSIONS[:-1])} or "
+        f"{EXTENSIONS[-1]}",
+        details={"field": "file", "allowed": list(EXTENSIONS)},
+    )
 
 
 def open_workbook(path: Path, filename: str, max_unpacked_bytes: int) -> Workbook:
     fmt = file_format(filename)
-    if fmt is None:
-        raise Invalid(f"{filename!r} is not an xlsx, xls or csv file", code="unreadable_file")
     with path.open("rb") as fh:
         head = fh.read(8)
     if fmt == "csv":

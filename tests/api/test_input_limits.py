@@ -1,11 +1,12 @@
-"""What a client may send: JSON bodies (size, depth, finite numbers) on every JSON route and
-event socket frames; and what the server sends back is strict JSON."""
+"""What a client may send: JSON bodies (size, depth, finite numbers) on every JSON route, event
+socket frames, and dataset file extensions; and what the server sends back is strict JSON."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,6 +29,7 @@ from energyops_ext.services import Services
 
 from .conftest import Fetch, assert_error, body
 from .runs_helpers import FAST_RUNS, script_id, wait_for
+from .seed import MARKET_CSV
 from .wsclient import EventsClient
 
 WsFetch = Callable[..., Awaitable[WebSocketClientConnection]]
@@ -334,3 +336,64 @@ async def test_bad_frames_get_error_frames_and_the_socket_stays(
         assert fragment in error["data"]["message"]
     await client.send({"op": "ping"})
     assert await client.recv() == {"topic": None, "type": "pong", "data": {}}
+
+
+# --- dataset file extensions ---
+
+UPLOAD = "datasets/market-snapshot/uploads"
+ALLOWED = ".xlsx, .xls or .csv"
+
+
+def multipart(filename: str, data: bytes) -> tuple[bytes, str]:
+    boundary = "energyopslimits"
+    payload = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n".encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return payload, f"multipart/form-data; boundary={boundary}"
+
+
+async def post_file(api: Fetch, filename: str, data: bytes = MARKET_CSV) -> HTTPResponse:
+    payload, content_type = multipart(filename, data)
+    return await api("POST", UPLOAD, body=payload, headers={"Content-Type": content_type})
+
+
+def stored_files(services: Services) -> list[Path]:
+    roots = [services.settings.files_dir, services.settings.data_dir / "tmp"]
+    return sorted(p for root in roots if root.exists() for p in root.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize(
+    ("filename", "message"),
+    [
+        ("x.txt", f"'x.txt' has the extension .txt; dataset files must be {ALLOWED}"),
+        ("MARKET.TXT", f"'MARKET.TXT' has the extension .TXT; dataset files must be {ALLOWED}"),
+        ("market", f"'market' has no extension; dataset files must be {ALLOWED}"),
+        ("market.", f"'market.' has no extension; dataset files must be {ALLOWED}"),
+        ("x.xlsx.exe", f"'x.xlsx.exe' has the extension .exe; dataset files must be {ALLOWED}"),
+        ("x.xlsm", f"'x.xlsm' has the extension .xlsm; dataset files must be {ALLOWED}"),
+        ("x.csv.txt", f"'x.csv.txt' has the extension .txt; dataset files must be {ALLOWED}"),
+    ],
+)
+async def test_a_wrong_extension_is_415_and_nothing_is_stored(
+    api: Fetch, services: Services, filename: str, message: str
+) -> None:
+    response = await post_file(api, filename)
+    assert assert_error(response, 415, "unsupported_media_type")["message"] == message
+    assert body(await api("GET", UPLOAD))["total"] == 0
+    rows = body(await api("GET", "datasets/market-snapshot/rows"))
+    assert rows["items"] == []
+    for _ in range(100):  # the spooled request body is removed after the response
+        if not stored_files(services):
+            break
+        await asyncio.sleep(0.02)
+    assert stored_files(services) == []
+
+
+@pytest.mark.parametrize("filename", ["market.csv", "MARKET.CSV", "Market.Csv"])
+async def test_allowed_extensions_in_any_case_are_stored(api: Fetch, filename: str) -> None:
+    response = await post_file(api, filename)
+    assert response.code == 201, response.body
+    assert body(response)["rows_inserted"] == 96
