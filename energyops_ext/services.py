@@ -18,7 +18,7 @@ from .ingest.service import IngestService
 from .runs import registry
 from .runs.engine import RunEngine
 from .runs.service import RunService
-from .storage import LocalStorage, Storage
+from .storage import Storage, open_storage
 
 
 @dataclass
@@ -77,7 +77,10 @@ def build_services(settings: Settings, log: logging.Logger) -> Services:
     db = Database(settings.db_url)
     upgrade(db.write_engine)
     log.info("EnergyOps database: %s (%s)", db.display_url, db.kind)
-    storage = LocalStorage(settings.files_dir)
+    storage = open_storage(
+        settings.storage_url, default_root=settings.files_dir, options=settings.storage_options
+    )
+    log.info("EnergyOps storage: %r", storage)
     hub = EventHub(queue_frames=settings.ws_queue_frames)
     me = ServerIdentity.of_this_process()
     engine = RunEngine(settings, db, storage, hub, log, me)

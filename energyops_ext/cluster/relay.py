@@ -3,7 +3,7 @@
 Every event this server publishes (but a run's log lines, which other servers read from the
 database, and dashboard pushes, which each server makes for its own subscribers) is sent to the
 others: on PostgreSQL as a NOTIFY payload (delivered at commit, in commit order), on SQLite as
-a row of ``cluster_events`` that servers with subscribers poll (SQLite commits one writer at a
+a row of ``cluster_events`` that the other servers poll (SQLite commits one writer at a
 time, so ids appear in order). Received events are published here marked ``remote``, so they
 are never sent on again.
 """
@@ -70,7 +70,7 @@ def decode(payload: str) -> tuple[str, Event] | None:
         raw = json.loads(payload)
         event = Event(str(raw["topic"]), str(raw["type"]), dict(raw["data"]), remote=True)
         return str(raw["server"]), event
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return None
 
 
@@ -156,7 +156,9 @@ class EventRelay:
             self.hub.publish(event)
 
     async def _poller(self) -> None:
-        """SQLite: read the events other servers wrote, while someone here listens."""
+        """SQLite: read the events other servers wrote (for this server's subscribers and
+        its jupyter_events listeners), from the moment this server started."""
+        self._cursor = await self.db.read(_last_event_id)
         while True:
             await asyncio.sleep(self.poll_s)
             try:
@@ -165,13 +167,7 @@ class EventRelay:
                 self.log.exception("reading events of other servers failed")
 
     async def _poll(self) -> None:
-        if self.hub.connections == 0:
-            self._cursor = None  # nobody to tell: start from now when someone comes
-            return
-        if self._cursor is None:
-            self._cursor = await self.db.read(_last_event_id)
-            return
-        after = self._cursor
+        after = self._cursor or 0
         last, payloads = await self.db.read(lambda s: _events_after(s, after, self.server_id))
         self._cursor = last
         for payload in payloads:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 from ..errors import BadRequest
 from ..runs.scripts import KINDS, MODEL_TYPES
+from ..runs.service import Download
 from ..runs.store import STATUSES
 from .base import EnergyOpsHandler, allow
 
@@ -69,11 +69,11 @@ class RunLogsHandler(EnergyOpsHandler):
         )
 
     async def _download(self, run_id: int) -> None:
-        path = await self.services.runs.log_file(run_id)
+        download = await self.services.runs.log_download(run_id)
         self.set_header("Content-Type", "text/plain; charset=UTF-8")
-        self.set_header("Content-Disposition", f'attachment; filename="run-{run_id}.log"')
+        self.set_header("Content-Disposition", f'attachment; filename="{download.name}"')
         self.set_header("X-Content-Type-Options", "nosniff")
-        await _stream(self, path)
+        await _stream(self, download)
 
 
 class RunArtifactsHandler(EnergyOpsHandler):
@@ -90,11 +90,11 @@ class RunArtifactHandler(EnergyOpsHandler):
         self.set_header("Content-Type", "application/octet-stream")
         self.set_header("Content-Disposition", f'attachment; filename="{artifact.name}"')
         self.set_header("X-Content-Type-Options", "nosniff")
-        await _stream(self, artifact.path)
+        await _stream(self, artifact)
 
 
-async def _stream(handler: EnergyOpsHandler, path: Path) -> None:
-    fh = await asyncio.to_thread(path.open, "rb")
+async def _stream(handler: EnergyOpsHandler, download: Download) -> None:
+    fh = await asyncio.to_thread(download.open)
     try:
         while chunk := await asyncio.to_thread(fh.read, CHUNK):
             handler.write(chunk)

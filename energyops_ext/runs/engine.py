@@ -27,6 +27,7 @@ from ..feed import add_activity, add_notification, announce
 from ..storage import Storage
 from . import inputs as run_inputs
 from . import registry, store
+from .artifacts import artifact_key, list_artifacts, log_key
 from .logs import Batch, ErrorThrottle, Line, RunLog, new_line
 from .runner import RunProcess, spare_bwrap, terminate_tree
 from .sandbox import (
@@ -211,6 +212,7 @@ class RunEngine:
             active.flushing = False
             await flusher
             await self.flush(active, final=True)
+            await asyncio.to_thread(self._store_files, run_id)
             await self._finish(active, outcome_status, exit_code, runtime_ms, reason)
         finally:
             self.active.pop(run_id, None)
@@ -220,7 +222,13 @@ class RunEngine:
     async def _prepare(self, active: ActiveRun, ctx: RunContext) -> RunProcess:
         assert self.sandbox is not None
         paths = self.paths(ctx.run_id)
-        source = await asyncio.to_thread(self.storage.get, ctx.storage_key)
+        try:
+            source = await asyncio.to_thread(self.storage.get, ctx.storage_key)
+        except FileNotFoundError:
+            raise RuntimeError(
+                f"the script's file {self.storage.url(ctx.storage_key)} is not in this "
+                "server's storage; servers sharing a database need a shared storage_url"
+            ) from None
         await asyncio.to_thread(_write_run_dir, paths, source)
         active.log.add("system", [self.sandbox.describe()])
         if ctx.inputs:
@@ -320,6 +328,19 @@ class RunEngine:
         self.hub.publish(Event(run_topic(run_id), "run.status", data))
         if started:
             self.hub.publish(Event(RUNS, "run.started", data))
+
+    def _store_files(self, run_id: int) -> None:
+        """Before the run is final: its artifacts and log file go to the shared storage, where
+        every server serves them from. Only regular files inside the output directory."""
+        try:
+            output = self.paths(run_id).output_dir
+            for artifact in list_artifacts(output):
+                self.storage.put_file(artifact_key(run_id, artifact.name), artifact.path)
+            log_path = self.log_file(run_id)
+            if log_path.exists():
+                self.storage.put_file(log_key(run_id), log_path)
+        except Exception:
+            self.log.exception("storing the files of run %s failed", run_id)
 
     # --- log flushing ---
 

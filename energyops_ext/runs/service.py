@@ -7,14 +7,12 @@ threads; the process work is in ``engine.py`` and ``runner.py``.
 from __future__ import annotations
 
 import asyncio
-import os
+import io
 import shutil
-import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -27,7 +25,8 @@ from ..errors import BadRequest, Conflict, NotFound, check_name
 from ..events import RUNS, Event, run_topic
 from ..feed import add_activity, announce
 from . import scripts, store
-from .engine import RunEngine
+from .artifacts import artifact_key, list_artifacts, log_key, resolve_artifact, run_prefix
+from .engine import RunEngine, format_file_line
 from .inputs import parse_run_request
 from .logs import LEVELS
 from .sandbox import probe
@@ -36,10 +35,11 @@ STREAMS = ("stdout", "stderr", "system")
 
 
 @dataclass(frozen=True)
-class Artifact:
+class Download:
+    """A file to send: its name and how to open it (local file, storage or memory)."""
+
     name: str
-    path: Path
-    size: int
+    open: Callable[[], BinaryIO]
 
 
 class RunService:
@@ -234,6 +234,7 @@ class RunService:
     def _delete_files(self, key: str, run_ids: list[int]) -> None:
         self.storage.delete(key)
         for run_id in run_ids:
+            self.storage.delete_prefix(run_prefix(run_id))
             self.engine.log_file(run_id).unlink(missing_ok=True)
             shutil.rmtree(self.engine.paths(run_id).root, ignore_errors=True)
 
@@ -414,31 +415,53 @@ class RunService:
         ordered = [lines[seq] for seq in sorted(lines)]
         return ordered[:limit] if limit is not None else ordered
 
-    async def log_file(self, run_id: int) -> Path:
+    async def log_download(self, run_id: int) -> Download:
+        """The whole log: this server's file while it runs the run, else the file its owner
+        stored when the run ended, else (a lost run, or one running elsewhere) the lines in
+        the database."""
         await self.get_run(run_id)
+        name = f"run-{run_id}.log"
         active = self.engine.active.get(run_id)
         if active is not None:
             await self.engine.flush(active)
-        path = self.engine.log_file(run_id)
-        if not path.exists():
+            path = self.engine.log_file(run_id)
             await asyncio.to_thread(path.touch)
-        return path
+            return Download(name, lambda: path.open("rb"))
+        key = log_key(run_id)
+        if await asyncio.to_thread(self.storage.exists, key):
+            return Download(name, lambda: self.storage.open(key))
+        text = await self.db.read(lambda s: _log_text(s, run_id))
+        return Download(name, lambda: io.BytesIO(text.encode("utf-8")))
 
     # --- artifacts ---
 
     async def artifacts(self, run_id: int) -> list[dict[str, Any]]:
         await self.get_run(run_id)
-        output = self.engine.paths(run_id).output_dir
-        return await asyncio.to_thread(_list_artifacts, output)
+        if run_id in self.engine.active:
+            found = await asyncio.to_thread(list_artifacts, self.engine.paths(run_id).output_dir)
+            return [{"name": a.name, "size": a.size} for a in found]
+        stored = await asyncio.to_thread(self.storage.list, f"{run_prefix(run_id)}/artifacts")
+        return [{"name": name, "size": size} for name, size in stored]
 
-    async def artifact(self, run_id: int, name: str) -> Artifact:
+    async def artifact(self, run_id: int, name: str) -> Download:
         check_name(name, "artifact name")
         await self.get_run(run_id)
-        output = self.engine.paths(run_id).output_dir
-        found = await asyncio.to_thread(_resolve_artifact, output, name)
-        if found is None:
-            raise NotFound(f"run {run_id} has no artifact {name!r}", code="artifact_not_found")
-        return found
+        missing = NotFound(f"run {run_id} has no artifact {name!r}", code="artifact_not_found")
+        if run_id in self.engine.active:
+            output = self.engine.paths(run_id).output_dir
+            found = await asyncio.to_thread(resolve_artifact, output, name)
+            if found is None:
+                raise missing
+            return Download(name, lambda: found.path.open("rb"))
+        key = artifact_key(run_id, name)
+        if not await asyncio.to_thread(self.storage.exists, key):
+            raise missing
+        return Download(name, lambda: self.storage.open(key))
+
+
+def _log_text(session: Session, run_id: int) -> str:
+    lines = store.read_lines(session, run_id, 0, None)
+    return "".join(format_file_line(line) for line in lines)  # type: ignore[arg-type]
 
 
 def _script_runs(session: Session, script_id: int) -> tuple[list[int], list[int]]:
@@ -486,32 +509,3 @@ def _cancel_queued(
         user=user,
     )
     return store.run_json(run), [activity]
-
-
-def _artifact_files(output: Path) -> Iterator[os.DirEntry[str]]:
-    if not output.is_dir():
-        return
-    with os.scandir(output) as entries:
-        for entry in entries:
-            if entry.is_file(follow_symlinks=False):
-                yield entry
-
-
-def _list_artifacts(output: Path) -> list[dict[str, Any]]:
-    files = sorted(_artifact_files(output), key=lambda e: e.name)
-    return [{"name": e.name, "size": e.stat(follow_symlinks=False).st_size} for e in files]
-
-
-def _resolve_artifact(output: Path, name: str) -> Artifact | None:
-    """Only a regular file whose real path is inside the run's real output directory."""
-    root = output.resolve()
-    try:
-        real = (output / name).resolve(strict=True)
-        info = os.stat(real, follow_symlinks=False)
-    except (OSError, RuntimeError):
-        return None
-    if real.parent != root or not stat.S_ISREG(info.st_mode):
-        return None
-    if (output / name).is_symlink():
-        return None
-    return Artifact(name, real, info.st_size)

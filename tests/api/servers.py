@@ -74,9 +74,12 @@ class LiveServer:
         energyops: dict[str, Any] | None = None,
         authorizer: type[Authorizer] | None = None,
         server_app: dict[str, Any] | None = None,
+        hostname: str | None = None,
     ) -> None:
         self.workdir = workdir
         self.db_url = db_url
+        # a host name of its own (``unshare --uts``): the server acts as if on another machine
+        self.hostname = hostname
         self.token = secrets.token_hex(24)
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -112,6 +115,12 @@ class LiveServer:
         return self.log_path.read_text("utf-8", errors="replace")
 
     def start(self, timeout: float = 60.0) -> LiveServer:
+        self.launch()
+        self.wait_ready(timeout)
+        return self
+
+    def launch(self) -> None:
+        """Start the process without waiting for it to answer (start several at once)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         config_dir = self.workdir / "jupyter-config"
         config_dir.mkdir(exist_ok=True)
@@ -125,9 +134,13 @@ class LiveServer:
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         }
         env.pop("ENERGYOPS_TOKEN", None)
-        log = self.log_path.open("wb")
+        argv = [sys.executable, "-m", "jupyter_server", f"--config={config_file}"]
+        if self.hostname is not None:
+            argv = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', self.hostname]
+            argv += [sys.executable, "-m", "jupyter_server", f"--config={config_file}"]
+        log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "jupyter_server", f"--config={config_file}"],
+            argv,
             cwd=self.workdir,
             env=env,
             stdout=log,
@@ -135,8 +148,16 @@ class LiveServer:
             start_new_session=True,
         )
         log.close()
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
         self._wait_ready(timeout)
-        return self
+
+    def kill(self) -> None:
+        """SIGKILL: the server gets no chance to stop anything."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
