@@ -10,17 +10,24 @@ with its credentials masked.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import getpass
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import requests
 import websocket
+from sqlalchemy.engine import make_url
+from tornado.websocket import WebSocketClientConnection
+
+from energyops_ext.events import DASHBOARD
+from energyops_ext.services import Services
 
 from ..conftest import BACKENDS
-from .conftest import OPERATOR_TOKEN
+from .conftest import OPERATOR_TOKEN, Fetch, body
 from .servers import LiveServer, live_server
+from .wsclient import EventsClient
 
 OPERATOR = {"Authorization": f"token {OPERATOR_TOKEN}"}
 # JupyterLab and terminals on (they are what the operator must not reach); the rest off.
@@ -243,3 +250,100 @@ def test_refused_requests_hand_out_no_login_cookie(lab: Lab) -> None:
     response = session.get(lab.url("lab"), params={"token": OPERATOR_TOKEN}, timeout=30)
     assert_refused(lab, response, "GET /lab?token=<operator>")
     assert not any(name.startswith(LOGIN_COOKIE) for name in session.cookies.get_dict())
+
+
+# --- GET /health: what operators and full users see ---
+
+URL_PASSWORD = "url-password-7f3a"
+QUERY_PASSWORD = "query-password-91b2"
+OPERATOR_HEALTH_KEYS = {"status", "version", "uptime_s", "database", "queue"}
+WsFetch = Callable[..., Awaitable[WebSocketClientConnection]]
+
+
+@pytest.fixture
+def energyops_config(db_url: str) -> dict[str, Any]:
+    """On PostgreSQL, a database URL with a user, a password and a password parameter (the
+    local server does not ask for them; they are there to be hidden)."""
+    config: dict[str, Any] = {"health_interval_s": 0.2}
+    if db_url.startswith("postgresql"):
+        url = make_url(db_url).set(username=getpass.getuser(), password=URL_PASSWORD)
+        url = url.update_query_dict({"password": QUERY_PASSWORD})
+        config["db_url"] = url.render_as_string(hide_password=False)
+    return config
+
+
+def assert_operator_view(report: dict[str, Any]) -> None:
+    assert set(report) == OPERATOR_HEALTH_KEYS
+    database = report["database"]
+    assert set(database) == {"kind", "reachable", "migration"}
+    assert set(database["migration"]) == {"current", "head", "up_to_date"}
+    assert database["reachable"] is True and database["migration"]["up_to_date"] is True
+    assert set(report["queue"]) == {"running", "queued", "max_concurrent"}
+    strings = [v for v in walk(report) if isinstance(v, str)]
+    assert not [s for s in strings if "/" in s], f"a path or URL in {strings}"
+
+
+def walk(value: Any) -> Iterator[Any]:
+    yield value
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from walk(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from walk(item)
+
+
+def assert_no_secret(text: str) -> None:
+    for secret in (URL_PASSWORD, QUERY_PASSWORD, f"{getpass.getuser()}@"):
+        assert secret not in text
+
+
+async def test_operators_see_only_what_a_dashboard_needs(
+    api: Fetch, db_url: str, services: Services
+) -> None:
+    response = await api("GET", "health", headers=OPERATOR)
+    assert response.code == 200
+    report = body(response)
+    assert_operator_view(report)
+    assert report["database"]["kind"] == db_url.split(":")[0].split("+")[0]
+    text = response.body.decode()
+    assert str(services.settings.data_dir) not in text
+    assert_no_secret(text)
+
+
+async def test_the_full_user_sees_the_database_url_masked(api: Fetch, db_url: str) -> None:
+    response = await api("GET", "health")
+    assert response.code == 200
+    report = body(response)
+    url = report["database"]["url"]
+    if db_url.startswith("postgresql"):
+        assert url.startswith("postgresql") and "://***@" in url, url
+        assert "password=***" in url, url
+        assert_no_secret(response.body.decode())
+    else:
+        assert url.startswith("sqlite") and url.endswith("energyops-test.db"), url
+    assert "sandbox" in report and "queue" in report
+
+
+@pytest.fixture
+def connect(services: Services, jp_ws_fetch: WsFetch) -> Iterator[Callable[..., Awaitable[Any]]]:
+    clients: list[EventsClient] = []
+
+    async def open_client(**kwargs: Any) -> EventsClient:
+        client = EventsClient(await jp_ws_fetch("energyops", "api", "events", **kwargs))
+        clients.append(client)
+        return client
+
+    yield open_client
+    for client in clients:
+        client.close()
+
+
+async def test_the_dashboard_health_push_is_the_operator_view(
+    connect: Callable[..., Awaitable[EventsClient]], db_url: str
+) -> None:
+    """Every listener of the dashboard topic gets the same frame, operators included."""
+    client = await connect(headers=OPERATOR)
+    await client.subscribe(DASHBOARD)
+    frames = await client.until(lambda f: f["type"] == "health.update", within=10)
+    assert_operator_view(frames[-1]["data"])
