@@ -354,3 +354,92 @@ DATASET_MODELS: dict[str, type[Base]] = {
     "market-bids": MarketBid,
     "storage-schedule": StorageSchedule,
 }
+
+
+# --- alerts on market data and notifications leaving the server (issue 13) ---
+
+
+class AlertRule(Base):
+    """A threshold rule on a market series, with its Grafana-style state.
+
+    ``version`` grows at every state change: servers write a change only where the version is
+    still the one they read, so two evaluating at once make one transition."""
+
+    __tablename__ = "alert_rules"
+    __table_args__ = (Index("ix_alert_rules_enabled", "enabled"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    series: Mapped[str] = mapped_column(String(32))
+    operator: Mapped[str] = mapped_column(String(2))  # > | <
+    threshold: Mapped[float] = mapped_column(Float)
+    recovery_threshold: Mapped[float | None] = mapped_column(Float)
+    aggregate: Mapped[str] = mapped_column(String(16), default="block")  # block | daily_avg
+    unit: Mapped[str] = mapped_column(String(8), default="mw")  # mw | pct (deviation)
+    scope: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    pending_evaluations: Mapped[int] = mapped_column(Integer, default=1)
+    mute: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Kolkata")
+    channels: Mapped[list[str]] = mapped_column(JSON, default=list)
+    throttle_s: Mapped[int] = mapped_column(Integer, default=900)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    state: Mapped[str] = mapped_column(String(16), default="normal")  # normal|pending|firing
+    state_since: Mapped[datetime | None] = mapped_column(TZDateTime)
+    breaches: Mapped[int] = mapped_column(Integer, default=0)
+    last_value: Mapped[float | None] = mapped_column(Float)
+    last_evaluated_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    last_notified_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    created_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class AlertHistory(Base):
+    """One state change of a rule, with the values that caused it."""
+
+    __tablename__ = "alert_history"
+    __table_args__ = (Index("ix_alert_history_rule_created", "rule_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("alert_rules.id", ondelete="CASCADE"))
+    from_state: Mapped[str] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))  # pending | firing | resolved | normal
+    value: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    notified: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+
+
+class Delivery(Base):
+    """One notification to one apprise URL: an outbox row any server may claim and send.
+
+    ``url`` is the real address and never leaves the server; ``channel`` is it masked."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("notification_id", "url_sha256"),
+        Index("ix_deliveries_status_next", "status", "next_attempt_at"),
+        Index("ix_deliveries_created", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    notification_id: Mapped[int | None] = mapped_column(
+        ForeignKey("notifications.id", ondelete="SET NULL")
+    )
+    channel: Mapped[str] = mapped_column(Text)
+    url: Mapped[str] = mapped_column(Text)
+    url_sha256: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    severity: Mapped[str] = mapped_column(String(16), default="info")
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # sending|sent|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=4)
+    next_attempt_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    claimed_by: Mapped[str | None] = mapped_column(String(36))
+    claimed_until: Mapped[datetime | None] = mapped_column(TZDateTime)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(TZDateTime)
