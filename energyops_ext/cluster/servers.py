@@ -68,8 +68,6 @@ def dead_reason(
         return f"{name} stopped at {server.stopped_at.isoformat(timespec='seconds')}"
     if server.id == me.id:
         return None
-    if server.host == me.host and server.boot_id != me.boot_id:
-        return f"{name} ran before its machine restarted"
     if me.same_machine(server.host, server.boot_id) and not alive(
         server.pid, server.pid_start_time
     ):
@@ -98,14 +96,25 @@ def register(session: Session, me: ServerIdentity, now: datetime, url: str | Non
 
 
 def heartbeat(session: Session, me: ServerIdentity, now: datetime) -> bool:
-    """Renew this server's lease; False when its row is gone or marked stopped (another
-    server took it for dead), so the caller knows its runs may have been reaped."""
+    """Renew this server's lease; False when its row is gone or marked stopped."""
     result = session.execute(
         update(Server)
         .where(Server.id == me.id, Server.stopped_at.is_(None))
         .values(heartbeat_at=now)
     )
     return getattr(result, "rowcount", 0) == 1
+
+
+def renew(session: Session, me: ServerIdentity, now: datetime, url: str | None = None) -> None:
+    """Renew this server's lease, bringing its row back if it was forgotten or marked
+    stopped while the server still runs (its runs may have been reaped meanwhile)."""
+    if heartbeat(session, me, now):
+        return
+    row = session.get(Server, me.id)
+    if row is None:
+        register(session, me, now, url)
+    else:
+        row.stopped_at, row.dead_reason, row.heartbeat_at = None, None, now
 
 
 def mark_stopped(session: Session, server_id: str, now: datetime, reason: str | None) -> None:

@@ -446,8 +446,7 @@ class RunEngine:
         ids = [r.run_id for r in self.active.values() if r.process is not None]
 
         def write(session: Session) -> list[int]:
-            if not servers.heartbeat(session, me, now):
-                servers.register(session, me, now, None)
+            servers.renew(session, me, now)
             if ids:
                 session.execute(
                     update(Run).where(Run.id.in_(ids), store.owned(me.id)).values(heartbeat_at=now)

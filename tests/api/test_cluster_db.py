@@ -233,9 +233,7 @@ ORPHAN_CASES = {
         "gone-here",
         "server srv-gone-here (eo-a, pid 13) is gone: its process no longer exists on this machine",
     ),
-    "server from before this machine restarted": OrphanCase(
-        "rebooted", "server srv-rebooted (eo-a, pid 14) ran before its machine restarted"
-    ),
+    "same host name, other boot id, fresh heartbeat": OrphanCase("rebooted", None),
     "stopped server": OrphanCase(
         "stopped", "server srv-stopped (eo-c, pid 15) stopped at 2026-01-05T09:29:50+00:00"
     ),
@@ -885,7 +883,7 @@ def schema_of(engine: Engine) -> tuple[set[str], set[str], set[str]]:
 
 
 def test_the_migrated_schema_is_the_models(migrated: Database) -> None:
-    assert current_revision(migrated.write_engine) == head_revision() == "0002"
+    assert current_revision(migrated.write_engine) == head_revision()
     assert schema_diff(migrated.write_engine) == []
 
 
@@ -900,9 +898,9 @@ def test_downgrade_to_0001_and_back_to_head(migrated: Database) -> None:
 
     upgrade(engine)
     tables, columns, indexes = schema_of(engine)
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == head_revision()
     assert tables >= REGISTRY_TABLES and columns >= RUN_OWNER_COLUMNS
-    assert indexes == {"ix_runs_script_id", "ix_runs_status_priority", "ix_runs_server_status"}
+    assert indexes >= {"ix_runs_script_id", "ix_runs_status_priority", "ix_runs_server_status"}
     assert schema_diff(engine) == []
 
 

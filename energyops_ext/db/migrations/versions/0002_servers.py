@@ -58,13 +58,17 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("runs", schema=None) as batch_op:
-        batch_op.drop_index("ix_runs_server_status")
-        batch_op.drop_column("kill_requested_by")
-        batch_op.drop_column("kill_requested_at")
-        batch_op.drop_column("workdir")
-        batch_op.drop_column("worker")
-        batch_op.drop_column("executor")
-        batch_op.drop_column("server_id")
+    # ALTER TABLE ... DROP COLUMN, never a rebuild of runs: on SQLite with foreign keys on,
+    # a rebuild (DROP TABLE runs) would cascade into log_lines and delete every line
+    op.drop_index("ix_runs_server_status", table_name="runs")
+    for column in (
+        "kill_requested_by",
+        "kill_requested_at",
+        "workdir",
+        "worker",
+        "executor",
+        "server_id",
+    ):
+        op.drop_column("runs", column)
     op.drop_table("cluster_events")
     op.drop_table("servers")
