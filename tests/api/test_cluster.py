@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from sqlalchemy import create_engine, text
 
 from ..ingest_files import snapshot_csv
+from ..s3 import make_bucket, moto_s3
 from .cluster import Node, cluster, owner_and_other, start_node
 from .servers import _database
 from .wsclient import all_seqs
@@ -258,3 +260,60 @@ def _cut_listen_connections(db_url: str) -> int:
         ).all()
     engine.dispose()
     return len(cut)
+
+
+ARTIFACT_WRITER = """import os
+out = os.environ["ENERGYOPS_OUTPUT_DIR"]
+with open(os.path.join(out, "result.csv"), "w") as fh:
+    fh.write("block,mw\\n" + "".join(f"{b},{b * 1.5}\\n" for b in range(1, 97)))
+os.symlink("/etc/passwd", os.path.join(out, "passwd"))
+print("wrote result.csv", flush=True)
+"""
+
+
+def test_files_in_s3_are_served_by_every_server(tmp_path: Path) -> None:
+    """Scripts, artifacts and finished logs in S3 (a moto server on loopback)."""
+    with moto_s3() as (_endpoint, options):
+        bucket = make_bucket(options)
+        storage = {"storage_url": f"s3://{bucket}/energyops", "storage_options": options}
+        with cluster(tmp_path, "postgresql", 2, energyops=storage) as nodes:
+            script = nodes[0].upload_script("test_writer.py", ARTIFACT_WRITER)
+            run = nodes[0].finished(nodes[0].run(script["id"])["id"])
+            assert run["status"] == "succeeded", nodes[0].lines(run["id"])
+            _owner, other = owner_and_other(nodes, run)
+            listing = other.get(f"runs/{run['id']}/artifacts")["items"]
+            expected = "block,mw\n" + "".join(f"{b},{b * 1.5}\n" for b in range(1, 97))
+            assert listing == [{"name": "result.csv", "size": len(expected)}]
+            served = requests.get(
+                other.server.url(f"runs/{run['id']}/artifacts/result.csv"),
+                headers=other.server.headers,
+                timeout=30,
+            )
+            assert served.status_code == 200 and served.text == expected
+            symlink = requests.get(
+                other.server.url(f"runs/{run['id']}/artifacts/passwd"),
+                headers=other.server.headers,
+                timeout=30,
+            )
+            assert symlink.status_code == 404
+            log = requests.get(
+                other.server.url(f"runs/{run['id']}/logs"),
+                headers=other.server.headers,
+                params={"format": "text"},
+                timeout=30,
+            )
+            texts = [line.split(" ", 2)[2] for line in log.text.splitlines()]
+            assert texts == [line["text"] for line in other.lines(run["id"])]
+            assert "wrote result.csv" in texts
+        keys = s3_keys(options, bucket)
+        assert any(k.endswith(f"runs/{run['id']}/artifacts/result.csv") for k in keys)
+        assert any(k.endswith(f"runs/{run['id']}/log.txt") for k in keys)
+        assert any("/scripts/" in k for k in keys)
+        assert not any(k.endswith("/passwd") for k in keys)
+
+
+def s3_keys(options: dict[str, Any], bucket: str) -> list[str]:
+    import s3fs
+
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    return [str(k) for k in fs.find(bucket)]
