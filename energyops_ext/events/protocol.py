@@ -48,25 +48,34 @@ class NonFiniteNumber(UnreadableJSON):
         self.path = path
 
 
-# A JSON string (skipped whole) or a bracket: brackets inside strings do not nest anything.
-_STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+_BRACKET_OR_QUOTE = re.compile(r'[\[\]{}"]')
+# The rest of a JSON string after its opening quote (possessive: no backtracking).
+_STRING_REST = re.compile(r'[^"\\]*+(?:\\.[^"\\]*+)*+"', re.DOTALL)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_:\-]*")
 
 
 def check_depth(text: str, max_depth: int, what: str) -> None:
-    """Refuse ``text`` if its arrays and objects nest deeper than ``max_depth``: one scan,
-    no recursion (malformed JSON is left for the parser to report)."""
-    depth = 0
-    for match in _STRING_OR_BRACKET.finditer(text):
-        token = match.group()
-        if token in "[{":
+    """Refuse ``text`` if its arrays and objects nest deeper than ``max_depth``: one linear
+    scan that skips strings (brackets inside them nest nothing), no recursion. Malformed JSON
+    is left for the parser to report."""
+    if text.count("[") + text.count("{") <= max_depth:
+        return
+    depth, position = 0, 0
+    while (found := _BRACKET_OR_QUOTE.search(text, position)) is not None:
+        char, position = found.group(), found.end()
+        if char == '"':
+            rest = _STRING_REST.match(text, position)
+            if rest is None:
+                return  # an unterminated string: not JSON, and nothing after it nests
+            position = rest.end()
+        elif char in "[{":
             depth += 1
             if depth > max_depth:
                 raise JSONTooDeep(
                     f"{what} is nested more than {max_depth} levels deep; "
                     f"the limit is {max_depth} levels"
                 )
-        elif token in "]}":
+        else:
             depth -= 1
 
 
@@ -98,15 +107,16 @@ def decode_json(raw: str | bytes, what: str, max_depth: int = MAX_JSON_DEPTH) ->
         value = json.loads(text, parse_constant=non_finite, parse_float=number)
     except (ValueError, RecursionError) as exc:
         raise UnreadableJSON(f"{what} is not valid JSON: {exc}") from None
-    if found:
-        path, literal = _first_non_finite(value, what)
-        raise NonFiniteNumber(path, literal)
+    first = _first_non_finite(value, what) if found else None
+    if first is not None:
+        raise NonFiniteNumber(*first)
     return value
 
 
-def _first_non_finite(value: Any, root: str) -> tuple[str, str]:
+def _first_non_finite(value: Any, root: str) -> tuple[str, str] | None:
     """Path (``config.weights[2]``) and literal of the first non-finite number, in document
-    order; an explicit stack, so depth costs no recursion."""
+    order; an explicit stack, so depth costs no recursion. None when a repeated key replaced
+    every one the parser met."""
     stack: list[tuple[str, Any]] = [("", value)]
     while stack:
         path, item = stack.pop()
@@ -116,7 +126,7 @@ def _first_non_finite(value: Any, root: str) -> tuple[str, str]:
             stack.extend((_key_path(path, k), v) for k, v in reversed(item.items()))
         elif isinstance(item, list):
             stack.extend((f"{path}[{i}]", v) for i, v in reversed(list(enumerate(item))))
-    raise AssertionError("a non-finite number was parsed but is not in the value")
+    return None
 
 
 def _key_path(path: str, key: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from energyops_ext.events.protocol import (
     BadFrame,
     JSONTooDeep,
     NonFiniteNumber,
+    UnreadableJSON,
     decode_json,
     encode_frame,
     encode_json,
@@ -234,6 +236,28 @@ def test_decoding_names_the_path_and_never_recurses() -> None:
     with pytest.raises(NonFiniteNumber) as caught:
         decode_json(f'{{"x": {long}}}', "frame")
     assert caught.value.message == f"x must be a finite number; got {long[:40]}…"
+    # a repeated key replaced the NaN: what the parser keeps is finite
+    assert decode_json('{"x": NaN, "x": 1}', "frame") == {"x": 1}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # each ends in an unterminated string holding brackets, which nest nothing
+        '["' + "[" * 5000,
+        '"' + '\\"' * 500_000 + "[" * 40,
+        "[" + '"' * 1_000_001 + "[" * 40,
+        '["' + "\\" * 1_000_000 + "[" * 40,
+    ],
+    ids=["brackets in an open string", "escaped quotes", "quotes", "backslashes"],
+)
+def test_malformed_json_is_invalid_not_too_deep_and_scanned_in_linear_time(text: str) -> None:
+    started = time.perf_counter()
+    with pytest.raises(UnreadableJSON) as caught:
+        decode_json(text, "request body")
+    assert type(caught.value) is UnreadableJSON
+    assert caught.value.message.startswith("request body is not valid JSON: ")
+    assert time.perf_counter() - started < 1.0
 
 
 # --- what the server sends ---
