@@ -26,8 +26,9 @@ RUNS = "runs"
 DATASETS = "datasets"
 DASHBOARD = "dashboard"
 NOTIFICATIONS = "notifications"
+ALERTS = "alerts"
 
-FIXED_TOPICS = frozenset({RUNS, DATASETS, DASHBOARD, NOTIFICATIONS})
+FIXED_TOPICS = frozenset({RUNS, DATASETS, DASHBOARD, NOTIFICATIONS, ALERTS})
 RUN_TOPIC_PREFIX = "run:"
 
 
