@@ -1,0 +1,228 @@
+"""Runs on a real Dask cluster (a ``dask scheduler`` and ``dask worker`` processes on
+loopback): the same sandboxed run, live logs through any server, kills that kill, worker
+crashes and server restarts survived, an unreachable scheduler waited out."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from .cluster import Node, cluster
+from .dask_cluster import DaskCluster, dask_cluster
+from .servers import LiveServer, _database, free_port
+from .test_cluster import PRINTER, QUICK, SLEEPER
+from .wsclient import all_seqs
+
+pytestmark = pytest.mark.slow
+
+BACKENDS = ["postgresql", "sqlite"]
+# a child, and a grandchild that leaves the session: both must die with the run
+FAMILY = """import os, subprocess, sys, time
+token = os.environ["ENERGYOPS_RUN_ID"] + "-" + sys.argv[1]
+nap = [sys.executable, "-c", "import time; time.sleep(300)", token]
+subprocess.Popen(nap)
+subprocess.Popen(["setsid", *nap])
+print("family up", flush=True)
+time.sleep(300)
+"""
+WRITER = """import os
+with open(os.path.join(os.environ["ENERGYOPS_OUTPUT_DIR"], "bids.csv"), "w") as fh:
+    fh.write("block,mw\\n1,10\\n")
+print("bids written", flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def workers(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[DaskCluster, dict[str, str]]]:
+    with dask_cluster(tmp_path_factory.mktemp("dask"), workers=2) as found:
+        yield found
+
+
+def dask_settings(address: str, **more: Any) -> dict[str, Any]:
+    return {"executor": "dask", "dask_scheduler": address, "max_concurrent_runs": 4, **more}
+
+
+def survivors(token: str) -> list[str]:
+    found = subprocess.run(["pgrep", "-af", token], capture_output=True, text=True)
+    return [line for line in found.stdout.splitlines() if "pgrep" not in line]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_run_on_a_worker_is_the_same_run(
+    tmp_path: Path, backend: str, workers: tuple[DaskCluster, dict[str, str]]
+) -> None:
+    scheduler, addresses = workers
+    with cluster(tmp_path, backend, 2, energyops=dask_settings(scheduler.address)) as (a, b):
+        health = a.get("health")
+        assert health["executor"]["name"] == "dask" and health["executor"]["connected"]
+        assert health["executor"]["workers"] == 2
+        printer = await asyncio.to_thread(a.upload_script, "test_printer.py", PRINTER)
+        run = await asyncio.to_thread(a.run, printer["id"], args=["5000", "2000"])
+        topic = f"run:{run['id']}"
+        client = await b.events()
+        seqs = all_seqs(await client.subscribe(topic, since={topic: 0}), topic)
+        total = 1 + 5000 + 1
+        assert await client.collect_lines(topic, total, seqs=seqs, within=60) == list(
+            range(1, total + 1)
+        )
+        client.close()
+        done = await asyncio.to_thread(a.finished, run["id"])
+        assert done["status"] == "succeeded" and done["exit_code"] == 0
+        assert done["executor"] == "dask" and done["worker"] in addresses.values()
+        assert done["line_count"] == total
+        lines = await asyncio.to_thread(b.lines, run["id"])
+        assert lines[0]["text"].startswith("isolation: bubblewrap")
+        assert [line["text"] for line in lines[1:-1]] == [f"line {i}" for i in range(1, 5001)]
+        text = await asyncio.to_thread(_text_log, b, run["id"])
+        assert len(text.splitlines()) == total
+
+        writer = await asyncio.to_thread(a.upload_script, "test_writer.py", WRITER)
+        wrote = await asyncio.to_thread(lambda: a.finished(a.run(writer["id"])["id"]))
+        assert wrote["status"] == "succeeded"
+        artifacts = await asyncio.to_thread(b.get, f"runs/{wrote['id']}/artifacts")
+        assert artifacts["items"] == [{"name": "bids.csv", "size": len("block,mw\n1,10\n")}]
+
+
+def _text_log(node: Node, run_id: int) -> str:
+    response = requests.get(
+        node.server.url(f"runs/{run_id}/logs"),
+        headers=node.server.headers,
+        params={"format": "text"},
+        timeout=30,
+    )
+    assert response.status_code == 200
+    return response.text
+
+
+def test_runs_spread_over_the_workers(
+    tmp_path: Path, workers: tuple[DaskCluster, dict[str, str]]
+) -> None:
+    scheduler, addresses = workers
+    with cluster(tmp_path, "postgresql", 1, energyops=dask_settings(scheduler.address)) as (a,):
+        quick = a.upload_script("test_quick.py", QUICK.replace("0.5", "1.0"))
+        runs = [a.run(quick["id"]) for _ in range(4)]
+        done = [a.finished(run["id"]) for run in runs]
+        assert {d["status"] for d in done} == {"succeeded"}
+        assert {d["worker"] for d in done} == set(addresses.values())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("end", ["kill", "timeout"])
+def test_kill_and_timeout_leave_no_process_on_the_worker(
+    tmp_path: Path, backend: str, end: str, workers: tuple[DaskCluster, dict[str, str]]
+) -> None:
+    scheduler, _ = workers
+    with cluster(tmp_path, backend, 1, energyops=dask_settings(scheduler.address)) as (a,):
+        family = a.upload_script("test_family.py", FAMILY)
+        token = f"{end}-{backend}-{time.time_ns()}"
+        timeout = {"timeout_s": 3} if end == "timeout" else {}
+        run = a.run(family["id"], args=[token], **timeout)
+        a.wait_run(run["id"], lambda r: r["line_count"] >= 2)
+        run_token = f"{run['id']}-{token}"
+        assert len(survivors(run_token)) == 2
+        if end == "kill":
+            asked = time.monotonic()
+            a.delete(f"runs/{run['id']}")
+            ended = a.finished(run["id"], within=10)
+            assert time.monotonic() - asked < 2.0
+            assert ended["status"] == "killed"
+        else:
+            assert a.finished(run["id"], within=20)["status"] == "timed_out"
+        assert survivors(run_token) == []
+
+
+def test_a_sigkilled_worker_leaves_its_run_lost_and_never_reruns_it(tmp_path: Path) -> None:
+    lone = DaskCluster(tmp_path / "dask")
+    lone.start_scheduler()
+    try:
+        lone.start_worker("victim")
+        (victim,) = lone.wait_workers(1).values()
+        with cluster(tmp_path, "postgresql", 1, energyops=dask_settings(lone.address)) as (a,):
+            sleeper = a.upload_script("test_sleeper.py", SLEEPER)
+            run = a.wait_run(a.run(sleeper["id"])["id"], lambda r: r["line_count"] >= 2)
+            assert run["worker"] == victim
+            lone.start_worker("spare")  # Dask would hand the task to this one
+            lone.wait_workers(2)
+            lone.kill_worker("victim")
+            killed_at = time.monotonic()
+            lost = a.wait_run(run["id"], lambda r: r["status"] == "lost", within=60)
+            assert time.monotonic() - killed_at < 60
+            assert f"Dask worker {victim}" in lost["status_reason"]
+            time.sleep(1.5)  # time enough for Dask to try the task again on the spare
+            lines = a.lines(run["id"])
+            assert sum(line["text"] == "up" for line in lines) == 1
+            assert a.get(f"runs/{run['id']}")["started_at"] == run["started_at"]
+    finally:
+        lone.stop()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_server_restart_does_not_cost_a_dask_run(
+    tmp_path: Path, backend: str, workers: tuple[DaskCluster, dict[str, str]]
+) -> None:
+    scheduler, _ = workers
+    settings = dask_settings(scheduler.address)
+    with _database(tmp_path, backend) as db_url:
+        first = Node(LiveServer(tmp_path / "a", db_url, energyops=_shared(tmp_path, settings)))
+        first.server.start()
+        try:
+            printer = first.upload_script("test_printer.py", PRINTER)
+            run = first.run(printer["id"], args=["6000", "1000"])
+            first.wait_run(run["id"], lambda r: r["line_count"] > 500)
+            first.server.kill()
+        finally:
+            first.server.stop()
+        again = Node(LiveServer(tmp_path / "a", db_url, energyops=_shared(tmp_path, settings)))
+        again.server.start()
+        try:
+            done = again.finished(run["id"], within=60)
+            assert done["status"] == "succeeded"
+            lines = again.lines(run["id"])
+            assert [line["seq"] for line in lines] == list(range(1, 6003))
+            assert [line["text"] for line in lines[1:-1]] == [f"line {i}" for i in range(1, 6001)]
+        finally:
+            again.server.stop()
+
+
+def _shared(tmp_path: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    shared = tmp_path / "shared-storage"
+    shared.mkdir(exist_ok=True)
+    return {**settings, "storage_url": f"file://{shared}"}
+
+
+def test_an_unreachable_scheduler_keeps_runs_queued_until_it_comes_back(tmp_path: Path) -> None:
+    port = free_port()
+    later = DaskCluster(tmp_path / "dask", port)
+    address = later.address
+    try:
+        with cluster(tmp_path, "postgresql", 1, energyops=dask_settings(address)) as (a,):
+            quick = a.upload_script("test_quick.py", QUICK)
+            run = a.run(quick["id"])
+            waiting = a.wait_run(
+                run["id"], lambda r: "unreachable" in (r["status_reason"] or ""), within=15
+            )
+            assert waiting["status"] == "queued"
+            assert waiting["status_reason"].startswith(
+                f"waiting: the Dask scheduler at {address} is unreachable"
+            )
+            health = a.get("health")
+            assert health["status"] == "ok"
+            assert health["executor"]["connected"] is False
+            assert "unreachable" in health["executor"]["error"]
+            later.start_scheduler()
+            later.start_worker("late")
+            later.wait_workers(1)
+            done = a.finished(run["id"], within=60)
+            assert done["status"] == "succeeded" and done["status_reason"] is None
+            assert a.get("health")["executor"]["connected"] is True
+    finally:
+        later.stop()
