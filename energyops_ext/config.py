@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from traitlets import Bool, CaselessStrEnum, Dict, Float, Integer, Unicode, default
+from traitlets import Bool, CaselessStrEnum, Dict, Float, Integer, List, Unicode, default
 from traitlets.config import Configurable
 
 MB = 1_000_000
@@ -59,6 +59,11 @@ class Settings:
     storage_url: str = ""
     # hash=False keeps Settings hashable.
     storage_options: dict[str, Any] = dataclasses.field(default_factory=dict, hash=False)
+    notification_urls: list[str] = dataclasses.field(default_factory=list, hash=False)
+    alert_interval_s: float = 60.0
+    delivery_attempts: int = 4
+    delivery_backoff_s: float = 30.0
+    delivery_timeout_s: float = 30.0
 
     @classmethod
     def for_data_dir(cls, data_dir: Path, **overrides: object) -> Settings:
@@ -154,6 +159,27 @@ class EnergyOps(Configurable):
     ws_ping_interval_s = Float(20.0, help="WebSocket heartbeat interval in seconds.").tag(
         config=True
     )
+    notification_urls = List(
+        Unicode(),
+        help="Apprise URLs that get every notification (mailto://..., slack://..., "
+        "msteams://..., json://host/path, ...); rules, runs and schedules add their own "
+        "channels. Sent off the event loop by any server, with retries.",
+    ).tag(config=True)
+    alert_interval_s = Float(
+        60.0,
+        help="Seconds between evaluations of the alert rules on a timer (uploads of market "
+        "data evaluate them at once).",
+    ).tag(config=True)
+    delivery_attempts = Integer(
+        4, help="Attempts to deliver a notification to one channel before it is failed."
+    ).tag(config=True)
+    delivery_backoff_s = Float(
+        30.0,
+        help="Seconds before the second attempt of a delivery; each later wait doubles.",
+    ).tag(config=True)
+    delivery_timeout_s = Float(
+        30.0, help="Longest time one delivery attempt may take, in seconds."
+    ).tag(config=True)
 
     sandbox_mode = CaselessStrEnum(
         ["auto", "bwrap", "none"],

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from .db.models import Activity, Notification
 from .events import NOTIFICATIONS, Event, EventHub
+from .notify.outbox import queue_global
 
 
 def activity_json(a: Activity) -> dict[str, Any]:
@@ -102,6 +103,7 @@ def add_notification(
     )
     session.add(row)
     session.flush()
+    queue_global(session, row)  # the notification_urls get every notification
     return row
 
 

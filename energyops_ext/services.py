@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .alerts.service import AlertService
 from .cluster.node import ClusterNode
 from .cluster.servers import ServerIdentity, list_servers
 from .config import Settings
@@ -15,6 +16,7 @@ from .events import EventHub
 from .events.periodic import DashboardPusher, dashboard_pusher
 from .events.stream import run_log_stream
 from .ingest.service import IngestService
+from .notify.worker import DeliveryWorker, delivery_worker
 from .runs import registry
 from .runs.engine import RunEngine
 from .runs.service import RunService
@@ -32,6 +34,8 @@ class Services:
     ingest: IngestService
     me: ServerIdentity
     cluster: ClusterNode
+    alerts: AlertService
+    deliveries: DeliveryWorker
     started_monotonic: float = field(default_factory=time.monotonic)
     dashboard: DashboardPusher | None = None
 
@@ -59,9 +63,13 @@ class Services:
             self.dashboard = dashboard_pusher(self)
         self.dashboard.start()
         await self.runs.start()
+        self.deliveries.start()
+        self.alerts.start()
 
     async def stop(self) -> None:
         """Stop background work and release every resource; safe to call twice."""
+        await self.alerts.stop()
+        await self.deliveries.stop()
         await self.runs.stop()
         if self.dashboard is not None:
             await self.dashboard.stop()
@@ -87,6 +95,7 @@ def build_services(settings: Settings, log: logging.Logger) -> Services:
     cluster = ClusterNode(
         settings, db, hub, me, log, wake_queue=engine.wake, is_local=engine.is_local
     )
+    deliveries = delivery_worker(settings, db, hub, me.id, log)
     return Services(
         settings=settings,
         db=db,
@@ -97,4 +106,13 @@ def build_services(settings: Settings, log: logging.Logger) -> Services:
         ingest=IngestService(settings, db, storage, hub, log),
         me=me,
         cluster=cluster,
+        alerts=AlertService(
+            db,
+            hub,
+            me.id,
+            log,
+            interval_s=settings.alert_interval_s,
+            on_notified=deliveries.wake,
+        ),
+        deliveries=deliveries,
     )

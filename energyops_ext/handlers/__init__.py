@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import cluster, datasets, feed, health, market, runs, scripts, ws
+from . import alerts, cluster, datasets, deliveries, feed, health, market, runs, scripts, ws
 from .base import NotFoundHandler
 
 ROUTES: list[tuple[str, Any]] = [
@@ -16,5 +16,7 @@ ROUTES: list[tuple[str, Any]] = [
     *ws.routes,
     *datasets.routes,
     *market.routes,
+    *alerts.routes,
+    *deliveries.routes,
     (r"/(.*)", NotFoundHandler),
 ]
