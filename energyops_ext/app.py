@@ -35,6 +35,7 @@ class EnergyOpsApp(ExtensionApp):
         self.services = build_services(settings, self.log)
         self.settings["energyops"] = self.services
         self._bridge_jupyter_events()
+        self._keep_tokens_out_of_pages()
 
     def initialize_handlers(self) -> None:
         self.handlers.extend((url_path_join(API_BASE, path), handler) for path, handler in ROUTES)
@@ -49,6 +50,22 @@ class EnergyOpsApp(ExtensionApp):
         if self.services is not None:
             await self.services.stop()
             self.services = None
+
+    def _keep_tokens_out_of_pages(self) -> None:
+        """JupyterLab writes the server's token into every Lab page; a page opened with a
+        cookie would then carry a credential it was not opened with. Without it the page
+        authenticates with its cookie and XSRF token (as under JupyterHub)."""
+        web_app = getattr(self.serverapp, "web_app", None)
+        if web_app is None:
+            return
+        previous = web_app.settings.get("page_config_hook")
+
+        def without_token(handler: Any, page_config: dict[str, Any]) -> dict[str, Any]:
+            if previous is not None:
+                page_config = previous(handler, page_config)
+            return {**page_config, "token": ""}
+
+        web_app.settings["page_config_hook"] = without_token
 
     def _public_url(self) -> str | None:
         """Where this server answers (shown by GET /servers); never with a token."""

@@ -21,6 +21,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import Session
 
+from ..redact import mask_url
+
 NOTIFY_PAYLOAD_LIMIT = 8000
 """PostgreSQL refuses NOTIFY payloads of this many bytes or more (in the server encoding)."""
 
@@ -89,7 +91,7 @@ class PgListener:
         self._connect_kwargs: dict[str, Any] = {
             k: v for k, v in _CONNECT_DEFAULTS.items() if k not in given
         }
-        self._where = parsed.render_as_string(hide_password=True)
+        self._where = mask_url(parsed.render_as_string(hide_password=True))
         self._password = parsed.password
         self.channels = tuple(channels)
         self.on_notify = on_notify

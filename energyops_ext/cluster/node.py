@@ -22,6 +22,7 @@ from .servers import ServerIdentity
 
 FORGET_STOPPED = timedelta(days=1)
 PRUNE_EVERY_S = 60.0
+SQLITE_FOLLOW_POLL_S = 0.02
 
 
 class ClusterNode:
@@ -50,8 +51,9 @@ class ClusterNode:
             db,
             hub,
             is_local,
-            # SQLite has no notifications: poll followed runs about as often as owners flush
-            poll_s=max(0.02, settings.log_flush_interval_s) if db.kind == "sqlite" else 1.0,
+            # SQLite has no notifications: poll followed runs often (one indexed read each),
+            # so a line waits at most a flush interval plus this
+            poll_s=SQLITE_FOLLOW_POLL_S if db.kind == "sqlite" else 1.0,
             log=log,
         )
         self.listener: PgListener | None = None

@@ -19,6 +19,8 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..redact import mask_url
+
 T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -84,7 +86,8 @@ class Database:
 
     @property
     def display_url(self) -> str:
-        return self.url.render_as_string(hide_password=True)
+        """The URL for logs and pages: no password, user name or secret query values."""
+        return mask_url(self.url.render_as_string(hide_password=True))
 
     # --- synchronous use (threads, CLI, tests) ---
 

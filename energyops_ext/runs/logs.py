@@ -126,13 +126,18 @@ def parse_marker(text: str) -> dict[str, float | int] | None:
     match = _PLAIN.match(text)
     if match is None:
         return None
-    if match["objective"] is not None:
-        return {"objective_value": float(match["objective"].replace(",", ""))}
     if match["results"] is not None:
         return {"results_count": int(match["results"].replace(",", ""))}
+    # a printed number may overflow to inf (Objective value: 1e400): not a figure
+    if match["objective"] is not None:
+        objective = _number(float(match["objective"].replace(",", "")))
+        return None if objective is None else {"objective_value": objective}
     if match["progress"] is not None:
-        return {"progress": min(100.0, float(match["progress"]))}
-    solver = float(match["solver"])
+        progress = _number(float(match["progress"]))
+        return None if progress is None else {"progress": min(100.0, progress)}
+    solver = _number(float(match["solver"]))
+    if solver is None:
+        return None
     return {"solver_time_ms": round(solver * 1000 if match["unit"].lower() == "s" else solver)}
 
 

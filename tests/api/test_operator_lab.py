@@ -171,6 +171,20 @@ def test_the_full_user_reaches_the_lab(lab: Lab) -> None:
     assert socket_status(lab.ws_url("terminals/websocket/{terminal}"), headers) == 101
 
 
+def test_a_lab_page_opened_with_a_cookie_carries_no_token(lab: Lab) -> None:
+    """The full user's browser: the token opens a session (a login cookie); the page served
+    to that cookie carries no token, and a page opened with the token carries it only in
+    its own URL."""
+    browser = requests.Session()
+    first = browser.get(lab.url("lab"), params={"token": lab.server.token}, timeout=30)
+    assert first.status_code == 200
+    assert any(c.name.startswith(LOGIN_COOKIE) for c in browser.cookies)
+    assert f'"token": "{lab.server.token}"' not in first.text
+    page = browser.get(lab.url("lab"), timeout=30)
+    assert page.status_code == 200 and "jupyter-config-data" in page.text
+    assert lab.server.token not in page.text
+
+
 @pytest.mark.parametrize("form", CREDENTIAL_FORMS)
 @pytest.mark.parametrize(("method", "path", "payload"), LAB_ROUTES, ids=lambda v: str(v))
 def test_the_operator_gets_403_on_every_lab_route(
