@@ -53,26 +53,37 @@ def _invalid(field: str, message: str) -> Invalid:
 def _choice(value: Any, field: str, allowed: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in allowed:
         shown = ", ".join(allowed)
-        raise _invalid(field, f"{field} must be one of {shown}; got {value!r}")
+        raise _invalid(field, f"{field} must be one of {shown}; got {_shown(value)}")
     return value
 
 
 def _number(value: Any, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise _invalid(field, f"{field} must be a finite number; got {value!r}")
-    return float(value)
+    number = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer past the float range
+            number = None
+    if number is None or not math.isfinite(number):
+        raise _invalid(field, f"{field} must be a finite number; got {_shown(value)}")
+    return number
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _integer(value: Any, field: str, minimum: int, maximum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
         raise _invalid(
-            field, f"{field} must be an integer from {minimum} to {maximum}; got {value!r}"
+            field, f"{field} must be an integer from {minimum} to {maximum}; got {_shown(value)}"
         )
     return value
 
 
 def _name(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > 255:
+    if not isinstance(value, str) or not value.strip() or len(value) > 255 or "\x00" in value:
         raise _invalid("name", "name must be a non-empty string of at most 255 characters")
     return value.strip()
 
@@ -91,7 +102,7 @@ def check_scope(value: Any, field: str = "scope") -> dict[str, Any]:
     if not isinstance(day, str) or (day not in SCOPE_WORDS and not _is_date(day)):
         raise _invalid(
             f"{field}.date",
-            f"{field}.date must be any, today, tomorrow or a date YYYY-MM-DD; got {day!r}",
+            f"{field}.date must be any, today, tomorrow or a date YYYY-MM-DD; got {_shown(day)}",
         )
     blocks = value.get("blocks")
     if blocks is not None:
@@ -104,7 +115,8 @@ def check_scope(value: Any, field: str = "scope") -> dict[str, Any]:
         if not ok:
             raise _invalid(
                 f"{field}.blocks",
-                f"{field}.blocks must be [from, to] with 1 <= from <= to <= 96; got {blocks!r}",
+                f"{field}.blocks must be [from, to] with 1 <= from <= to <= 96; "
+                f"got {_shown(blocks)}",
             )
         blocks = list(blocks)
     return {"date": day, "blocks": blocks}
@@ -141,13 +153,16 @@ def check_mute(value: Any, field: str = "mute") -> list[dict[str, Any]]:
             except ValueError:
                 times[key] = -1
             if times[key] < 0 or (key == "start" and times[key] == 24 * 60):
-                raise _invalid(f"{where}.{key}", f"{where}.{key} must be a time HH:MM; got {raw!r}")
+                raise _invalid(
+                    f"{where}.{key}", f"{where}.{key} must be a time HH:MM; got {_shown(raw)}"
+                )
         if times["start"] == times["end"]:
             raise _invalid(f"{where}.end", f"{where}.end must differ from its start")
         days = window.get("days") or []
         if not isinstance(days, list) or not all(isinstance(d, str) and d in DAYS for d in days):
             raise _invalid(
-                f"{where}.days", f"{where}.days must be a list of {', '.join(DAYS)}; got {days!r}"
+                f"{where}.days",
+                f"{where}.days must be a list of {', '.join(DAYS)}; got {_shown(days)}",
             )
         windows.append({"start": window["start"], "end": window["end"], "days": days})
     return windows
@@ -155,11 +170,11 @@ def check_mute(value: Any, field: str = "mute") -> list[dict[str, Any]]:
 
 def _zone(value: Any) -> str:
     if not isinstance(value, str) or not value:
-        raise _invalid("timezone", f"timezone must be an IANA zone name; got {value!r}")
+        raise _invalid("timezone", f"timezone must be an IANA zone name; got {_shown(value)}")
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise _invalid("timezone", f"timezone {value!r} is not a known zone") from None
+        raise _invalid("timezone", f"timezone {_shown(value)} is not a known zone") from None
     return value
 
 
@@ -170,7 +185,7 @@ def check_rule(body: dict[str, Any], current: dict[str, Any] | None = None) -> d
     unknown = sorted(set(body) - set(FIELDS))
     if unknown:
         raise Invalid(
-            f"unknown field {unknown[0]!r}; a rule has: {', '.join(FIELDS)}",
+            f"unknown field {_shown(unknown[0])}; a rule has: {', '.join(FIELDS)}",
             code="unknown_field",
             details={"field": unknown[0]},
         )
@@ -209,7 +224,7 @@ def check_rule(body: dict[str, Any], current: dict[str, Any] | None = None) -> d
 
 def _enabled(value: Any) -> bool:
     if not isinstance(value, bool):
-        raise _invalid("enabled", f"enabled must be true or false; got {value!r}")
+        raise _invalid("enabled", f"enabled must be true or false; got {_shown(value)}")
     return value
 
 

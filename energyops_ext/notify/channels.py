@@ -97,7 +97,7 @@ def check_channels(value: Any, field: str = "channels") -> list[str]:
                 code="invalid_channel",
                 details={"field": where},
             )
-        if not url or not recognised(url):
+        if not url or "\x00" in url or not recognised(url):
             raise Invalid(
                 f"{where} is not an apprise URL apprise recognises: {display_url(url)!r}",
                 code="invalid_channel",

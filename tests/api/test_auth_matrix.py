@@ -111,6 +111,21 @@ SAMPLES: dict[str, Sample] = {
     r"/market/stats": Sample("market/stats"),
     r"/market/snapshot": Sample("market/snapshot"),
     r"/market/export": Sample("market/export"),
+    r"/alerts": Sample(
+        "alerts",
+        bodies={
+            "POST": _json(
+                {"name": "matrix", "series": "dam_price", "operator": ">", "threshold": 9000}
+            )
+        },
+    ),
+    r"/alerts/(\d+)": Sample(
+        "alerts/1",
+        bodies={"PATCH": _json({"threshold": 9500})},
+        also_ok={"GET": (404,), "PATCH": (404,), "DELETE": (404,)},
+    ),
+    r"/alerts/(\d+)/history": Sample("alerts/1/history", also_ok={"GET": (404,)}),
+    r"/deliveries": Sample("deliveries"),
     CATCH_ALL: Sample(
         "no/such/route",
         bodies={m: _json({"name": "x"}) for m in ("POST", "PUT", "PATCH")},
