@@ -14,7 +14,7 @@ from traitlets import Bool, Integer, Unicode
 from ..cli import EnergyOpsCommand
 from ..errors import EnergyOpsError
 from ..events import EventHub
-from ..storage import LocalStorage
+from ..storage import open_storage
 from .schemas import KINDS
 
 
@@ -52,9 +52,10 @@ class IngestApp(EnergyOpsCommand):
         path = Path(self.extra_args[0])
         settings = self.energyops_settings()
         db = self.open_database()
-        service = IngestService(
-            settings, db, LocalStorage(settings.files_dir), EventHub(), logging.getLogger("ingest")
+        storage = open_storage(
+            settings.storage_url, default_root=settings.files_dir, options=settings.storage_options
         )
+        service = IngestService(settings, db, storage, EventHub(), logging.getLogger("ingest"))
         request = UploadRequest(
             kind=self.kind,
             path=path,
