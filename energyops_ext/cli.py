@@ -122,6 +122,8 @@ class UpApp(EnergyOpsCommand):
             "--ServerApp.identity_provider_class=energyops_ext.auth.EnergyOpsIdentityProvider",
             "--ServerApp.authorizer_class=energyops_ext.auth.EnergyOpsAuthorizer",
             *root_flag,
+            # EnergyOps settings given to `up` hold for the Lab server too
+            *(arg for arg in sys.argv[1:] if arg.startswith("--EnergyOps.")),
         ]
         voila_env = dict(env)
         # Dashboards talk to the API with the operator's read-only credential.
