@@ -67,6 +67,11 @@ def display_url(url: str) -> str:
     if not private:
         return f"{scheme}://{MASK}" if sep else MASK
     address, _q, _query = private.partition("?")
+    hidden = address.rsplit("@", 1)[-1]
+    if "..." not in hidden and "*" not in hidden:
+        # apprise hides nothing past the userinfo here: the URL as given, masked
+        return mask_url(url)
+    # tokens in the path (slack://T...2/A...D/...): apprise's form, with the given query
     _u, qsep, own_query = url.partition("?")
     return mask_url(address.rstrip("/") + (qsep + own_query if qsep else ""))
 

@@ -1,7 +1,7 @@
 """One message to one apprise URL, blocking: call it from a worker thread, never the loop.
 
-Apprise's ``notify()`` answers only True or False; why a send failed is in what its logger
-says meanwhile, so the warnings of this thread's call are captured and become the error.
+Apprise's ``notify()`` answers true or false; why a send failed is in the warnings it logs
+meanwhile (apprise 2 also keeps them on the result), and those become the error.
 """
 
 from __future__ import annotations
@@ -62,18 +62,29 @@ def send_apprise(url: str, title: str, body: str, severity: str, timeout_s: floa
     capture = _ThreadCapture(threading.get_ident())
     logger.addHandler(capture)
     try:
-        ok = bool(
-            sender.notify(
-                body=body or title,
-                title=title,
-                notify_type=NOTIFY_TYPES.get(severity, apprise.NotifyType.INFO),
-            )
+        result = sender.notify(
+            body=body or title,
+            title=title,
+            notify_type=NOTIFY_TYPES.get(severity, apprise.NotifyType.INFO),
         )
     except Exception as exc:  # a plugin bug must not end the worker
         return SendResult(False, f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS])
     finally:
         logger.removeHandler(capture)
-    if ok:
+    if result:
         return SendResult(True)
-    error = "; ".join(dict.fromkeys(capture.messages)) or "apprise reported a failure"
+    messages = _logged_warnings(result) or capture.messages
+    error = "; ".join(dict.fromkeys(messages)) or "apprise reported a failure"
     return SendResult(False, error[:MAX_ERROR_CHARS])
+
+
+def _logged_warnings(result: object) -> list[str]:
+    """The warnings apprise 2 keeps on the result of a call (older versions: none)."""
+    logs = getattr(result, "logs", None)
+    if not callable(logs):
+        return []
+    return [
+        str(entry.message)
+        for entry in logs()
+        if str(getattr(entry, "level", "")).upper() in ("WARNING", "ERROR", "CRITICAL")
+    ]

@@ -77,6 +77,11 @@ class DeliveryWorker:
         """Look for due deliveries now (a notification was just written here)."""
         self._wake.set()
 
+    async def idle(self) -> None:
+        """Wait for the sends in flight (tests, benchmarks)."""
+        while self._sending:
+            await asyncio.gather(*list(self._sending), return_exceptions=True)
+
     async def stop(self) -> None:
         self.hub.remove_listener(self._on_event)
         if self._task is not None:
