@@ -103,11 +103,12 @@ def _text_log(node: Node, run_id: int) -> str:
     return response.text
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_runs_spread_over_the_workers(
-    tmp_path: Path, workers: tuple[DaskCluster, dict[str, str]]
+    tmp_path: Path, backend: str, workers: tuple[DaskCluster, dict[str, str]]
 ) -> None:
     scheduler, addresses = workers
-    with cluster(tmp_path, "postgresql", 1, energyops=dask_settings(scheduler.address)) as (a,):
+    with cluster(tmp_path, backend, 1, energyops=dask_settings(scheduler.address)) as (a,):
         quick = a.upload_script("test_quick.py", QUICK.replace("0.5", "1.0"))
         runs = [a.run(quick["id"]) for _ in range(4)]
         done = [a.finished(run["id"]) for run in runs]
@@ -140,13 +141,16 @@ def test_kill_and_timeout_leave_no_process_on_the_worker(
         assert survivors(run_token) == []
 
 
-def test_a_sigkilled_worker_leaves_its_run_lost_and_never_reruns_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_sigkilled_worker_leaves_its_run_lost_and_never_reruns_it(
+    tmp_path: Path, backend: str
+) -> None:
     lone = DaskCluster(tmp_path / "dask")
     lone.start_scheduler()
     try:
         lone.start_worker("victim")
         (victim,) = lone.wait_workers(1).values()
-        with cluster(tmp_path, "postgresql", 1, energyops=dask_settings(lone.address)) as (a,):
+        with cluster(tmp_path, backend, 1, energyops=dask_settings(lone.address)) as (a,):
             sleeper = a.upload_script("test_sleeper.py", SLEEPER)
             run = a.wait_run(a.run(sleeper["id"])["id"], lambda r: r["line_count"] >= 2)
             assert run["worker"] == victim
@@ -199,12 +203,15 @@ def _shared(tmp_path: Path, settings: dict[str, Any]) -> dict[str, Any]:
     return {**settings, "storage_url": f"file://{shared}"}
 
 
-def test_an_unreachable_scheduler_keeps_runs_queued_until_it_comes_back(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_unreachable_scheduler_keeps_runs_queued_until_it_comes_back(
+    tmp_path: Path, backend: str
+) -> None:
     port = free_port()
     later = DaskCluster(tmp_path / "dask", port)
     address = later.address
     try:
-        with cluster(tmp_path, "postgresql", 1, energyops=dask_settings(address)) as (a,):
+        with cluster(tmp_path, backend, 1, energyops=dask_settings(address)) as (a,):
             quick = a.upload_script("test_quick.py", QUICK)
             run = a.run(quick["id"])
             waiting = a.wait_run(
@@ -226,3 +233,30 @@ def test_an_unreachable_scheduler_keeps_runs_queued_until_it_comes_back(tmp_path
             assert a.get("health")["executor"]["connected"] is True
     finally:
         later.stop()
+
+
+FLAT_OUT = "import sys\nfor i in range(1, 100_001):\n    sys.stdout.write(f'line {i}\\n')\n"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_hundred_thousand_lines_from_a_worker_arrive_whole_and_in_order(
+    tmp_path: Path, backend: str, workers: tuple[DaskCluster, dict[str, str]]
+) -> None:
+    scheduler, _ = workers
+    with cluster(tmp_path, backend, 1, energyops=dask_settings(scheduler.address)) as (a,):
+        loud = a.upload_script("test_loud.py", FLAT_OUT)
+        done = a.finished(a.run(loud["id"])["id"], within=120)
+        assert done["status"] == "succeeded" and done["worker"]
+        total = 1 + 100_000 + 1
+        assert done["line_count"] == total
+        texts = [line.split(" ", 2)[2] for line in _text_log(a, done["id"]).splitlines()]
+        assert texts[1:-1] == [f"line {i}" for i in range(1, 100_001)]
+        paged: list[int] = []
+        after = 0
+        while True:
+            page = a.get(f"runs/{done['id']}/logs", after=after, limit=10_000)
+            paged += [line["seq"] for line in page["items"]]
+            if not page["items"]:
+                break
+            after = page["next_after"]
+        assert paged == list(range(1, total + 1))
