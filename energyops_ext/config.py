@@ -46,6 +46,12 @@ class Settings:
     lease_s: float = 30.0
     poll_s: float = 0.5
     log_flush_interval_s: float = 0.05
+    schedule_poll_s: float = 1.0
+    schedule_timezone: str = "Asia/Kolkata"
+    schedule_max_lateness_s: int = 300
+    deadline_warnings_min: list[float] = dataclasses.field(
+        default_factory=lambda: [30.0, 10.0], hash=False
+    )
     kpi_interval_s: float = 30.0
     health_interval_s: float = 15.0
     ws_queue_frames: int = 256
@@ -56,6 +62,11 @@ class Settings:
     limit_cpu_s: int = 3600
     limit_open_files: int = 1024
     limit_file_size_mb: int = 1024
+    executor: str = "local"
+    dask_scheduler: str = ""
+    dask_resources: dict[str, dict[str, float]] = dataclasses.field(
+        default_factory=dict, hash=False
+    )
     storage_url: str = ""
     # hash=False keeps Settings hashable.
     storage_options: dict[str, Any] = dataclasses.field(default_factory=dict, hash=False)
@@ -98,6 +109,20 @@ class EnergyOps(Configurable):
         config=True
     )
     logs_dir = Unicode(help="Run log files; default <data_dir>/logs.").tag(config=True)
+    executor = CaselessStrEnum(
+        ["local", "dask"],
+        default_value="local",
+        help="Where runs execute: 'local' (a sandboxed subprocess of this server) or 'dask' "
+        "(the same sandboxed subprocess inside a task on a Dask worker; see dask_scheduler).",
+    ).tag(config=True)
+    dask_scheduler = Unicode(
+        help="Address of the Dask scheduler for executor='dask', e.g. tcp://127.0.0.1:8786. "
+        "Defaults to $ENERGYOPS_DASK_SCHEDULER.",
+    ).tag(config=True)
+    dask_resources = Dict(
+        help="Dask worker resources a run needs, by model type, e.g. "
+        "{'DMO': {'MEMORY': 8e9}, 'SO': {'GPU': 1}} (workers started with --resources).",
+    ).tag(config=True)
     storage_url = Unicode(
         help="Where scripts, uploads, inputs, artifacts and finished logs are kept, shared by "
         "every server: '' (default: <data_dir>/files), a path or file:///shared/dir, or "
@@ -151,6 +176,26 @@ class EnergyOps(Configurable):
         help="Longest time a log line waits before it is written to the database (where "
         "subscribers on other servers read it).",
     ).tag(config=True)
+    schedule_poll_s = Float(
+        1.0,
+        help="Seconds between looks at the schedules (due slots), run deadlines and retries; "
+        "a server also wakes at the next known slot. 0 turns the background tick off.",
+    ).tag(config=True)
+    schedule_timezone = Unicode(
+        "Asia/Kolkata",
+        help="Time zone of a schedule that names none, and in which deadlines are shown.",
+    ).tag(config=True)
+    schedule_max_lateness_s = Integer(
+        300,
+        help="Default of a schedule's missed.max_lateness_s: after a downtime, the latest "
+        "missed slot still runs if it is at most this many seconds late.",
+    ).tag(config=True)
+    deadline_warnings_min = List(
+        Float(),
+        default_value=[30.0, 10.0],
+        help="Minutes before a run's deadline_at at which a warning goes out while it has "
+        "not succeeded.",
+    ).tag(config=True)
     kpi_interval_s = Float(30.0, help="Seconds between kpi.update pushes.").tag(config=True)
     health_interval_s = Float(15.0, help="Seconds between health.update pushes.").tag(config=True)
     ws_queue_frames = Integer(
@@ -200,6 +245,10 @@ class EnergyOps(Configurable):
     @default("data_dir")
     def _default_data_dir(self) -> str:
         return str(default_data_dir())
+
+    @default("dask_scheduler")
+    def _default_dask_scheduler(self) -> str:
+        return os.environ.get("ENERGYOPS_DASK_SCHEDULER") or ""
 
     @default("db_url")
     def _default_db_url(self) -> str:

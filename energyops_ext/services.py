@@ -19,7 +19,9 @@ from .ingest.service import IngestService
 from .notify.worker import DeliveryWorker, delivery_worker
 from .runs import registry
 from .runs.engine import RunEngine
+from .runs.executors.dask import DaskExecutor
 from .runs.service import RunService
+from .schedules.service import ScheduleService
 from .storage import Storage, open_storage
 
 
@@ -38,6 +40,7 @@ class Services:
     deliveries: DeliveryWorker
     started_monotonic: float = field(default_factory=time.monotonic)
     dashboard: DashboardPusher | None = None
+    schedules: ScheduleService | None = None
 
     def health_parts(self) -> dict[str, Any]:
         """Sections of /health owned by the services (sandbox, queue, ...). Blocking."""
@@ -63,11 +66,15 @@ class Services:
             self.dashboard = dashboard_pusher(self)
         self.dashboard.start()
         await self.runs.start()
+        if self.schedules is not None:
+            await self.schedules.start()  # after the engine: a fire may start a run at once
         self.deliveries.start()
         self.alerts.start()
 
     async def stop(self) -> None:
         """Stop background work and release every resource; safe to call twice."""
+        if self.schedules is not None:
+            await self.schedules.stop()
         await self.alerts.stop()
         await self.deliveries.stop()
         await self.runs.stop()
@@ -90,12 +97,14 @@ def build_services(settings: Settings, log: logging.Logger) -> Services:
     )
     log.info("EnergyOps storage: %r", storage)
     hub = EventHub(queue_frames=settings.ws_queue_frames)
-    me = ServerIdentity.of_this_process()
-    engine = RunEngine(settings, db, storage, hub, log, me)
+    me = ServerIdentity.of_this_process(settings.executor)
+    executor = DaskExecutor(settings, db, me, log) if settings.executor == "dask" else None
+    engine = RunEngine(settings, db, storage, hub, log, me, executor=executor)
     cluster = ClusterNode(
         settings, db, hub, me, log, wake_queue=engine.wake, is_local=engine.is_local
     )
     deliveries = delivery_worker(settings, db, hub, me.id, log)
+    schedules = ScheduleService(settings, db, hub, log, me, on_queued=engine.pump)
     return Services(
         settings=settings,
         db=db,
@@ -115,4 +124,5 @@ def build_services(settings: Settings, log: logging.Logger) -> Services:
             on_notified=deliveries.wake,
         ),
         deliveries=deliveries,
+        schedules=schedules,
     )

@@ -61,6 +61,10 @@ class Run(Base):
         Index("ix_runs_status_priority", "status", "priority", "created_at"),
         Index("ix_runs_script_id", "script_id"),
         Index("ix_runs_server_status", "server_id", "status"),
+        # attempts of one chain: two servers can never both create attempt N (issue 13)
+        Index("uq_runs_first_run_attempt", "first_run_id", "attempt", unique=True),
+        Index("ix_runs_schedule_id", "schedule_id"),
+        Index("ix_runs_deadline_at", "deadline_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -97,8 +101,79 @@ class Run(Base):
     workdir: Mapped[str | None] = mapped_column(String(1024))  # on its owner's machine
     kill_requested_at: Mapped[datetime | None] = mapped_column(TZDateTime)
     kill_requested_by: Mapped[str | None] = mapped_column(String(255))
+    # attempts: the first has attempt 1 and first_run_id NULL, retries point at the first
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    first_run_id: Mapped[int | None] = mapped_column(Integer)
+    schedule_id: Mapped[int | None] = mapped_column(Integer)
+    deadline_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    deadline_missed: Mapped[bool] = mapped_column(Boolean, default=False)
+    retry: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    channels: Mapped[list[str]] = mapped_column(JSON, default=list)
+    not_before: Mapped[datetime | None] = mapped_column(TZDateTime)  # the queue waits till then
+    retry_outcome: Mapped[str | None] = mapped_column(String(16))  # scheduled | exhausted | cut
 
     script: Mapped[Script] = relationship(back_populates="runs")
+
+
+class Schedule(Base):
+    """A script run on a cron in a time zone; each slot fires once across servers."""
+
+    __tablename__ = "schedules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    # a fixed version, or None and script_name: the latest active version at each fire
+    script_id: Mapped[int | None] = mapped_column(ForeignKey("scripts.id", ondelete="CASCADE"))
+    script_name: Mapped[str | None] = mapped_column(String(255))
+    cron: Mapped[str] = mapped_column(String(255))
+    timezone: Mapped[str] = mapped_column(String(64))
+    args: Mapped[list[str]] = mapped_column(JSON, default=list)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    inputs: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    timeout_s: Mapped[int] = mapped_column(Integer)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    deadline: Mapped[str | None] = mapped_column(String(16))  # HH:MM | +minutes
+    retry: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    max_lateness_s: Mapped[int] = mapped_column(Integer)
+    channels: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # slots after max(anchor_at, last_slot) are due: creation, resume and a new cron move it
+    anchor_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+    last_slot: Mapped[datetime | None] = mapped_column(TZDateTime)
+    created_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+
+
+class ScheduleFire(Base):
+    """One slot of a schedule: fired (with its run), missed or skipped (with why). The
+    unique (schedule_id, slot) row, written with the run, makes a slot fire once."""
+
+    __tablename__ = "schedule_fires"
+    __table_args__ = (UniqueConstraint("schedule_id", "slot"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("schedules.id", ondelete="CASCADE"))
+    slot: Mapped[datetime] = mapped_column(TZDateTime)
+    status: Mapped[str] = mapped_column(String(16))  # fired | missed | skipped
+    reason: Mapped[str | None] = mapped_column(Text)
+    server_id: Mapped[str | None] = mapped_column(String(36))
+    fired_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+
+
+class DeadlineNotice(Base):
+    """A deadline warning or miss sent for an attempt chain (``run_id`` is its first run):
+    the unique (run_id, kind) row makes each one go out once across servers."""
+
+    __tablename__ = "deadline_notices"
+    __table_args__ = (UniqueConstraint("run_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))  # warning:<minutes> | missed
+    server_id: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
 
 
 class Server(Base):

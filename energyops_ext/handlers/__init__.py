@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import alerts, cluster, datasets, deliveries, feed, health, market, runs, scripts, ws
+from . import (
+    alerts,
+    cluster,
+    datasets,
+    deliveries,
+    feed,
+    health,
+    market,
+    runs,
+    schedules,
+    scripts,
+    ws,
+)
 from .base import NotFoundHandler
 
 ROUTES: list[tuple[str, Any]] = [
@@ -13,6 +25,7 @@ ROUTES: list[tuple[str, Any]] = [
     *feed.routes,
     *scripts.routes,
     *runs.routes,
+    *schedules.routes,
     *ws.routes,
     *datasets.routes,
     *market.routes,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from ..config import Settings
 from ..db.models import DATASET_MODELS
 from ..errors import Invalid
+from ..schedules.policy import RetryPolicy, parse_channels, parse_deadline_at, parse_retry
 
 MAX_ARGS = 100
 MAX_ARG_CHARS = 4096
@@ -42,6 +43,9 @@ class RunRequest:
     inputs: list[InputSpec] = field(default_factory=list)
     timeout_s: int = 600
     priority: int = 0
+    deadline_at: datetime | None = None
+    retry: RetryPolicy | None = None
+    channels: list[str] = field(default_factory=list)
 
 
 def _bad(field_name: str, message: str) -> Invalid:
@@ -112,9 +116,17 @@ def _inputs(value: Any) -> list[InputSpec]:
     return specs
 
 
-def parse_run_request(body: dict[str, Any], settings: Settings) -> RunRequest:
-    """The body of POST /scripts/{id}/runs, checked field by field (422 names the field)."""
-    unknown = sorted(set(body) - {"args", "config", "inputs", "timeout_s", "priority"})
+RUN_REQUEST_FIELDS = frozenset(
+    {"args", "config", "inputs", "timeout_s", "priority", "deadline_at", "retry", "channels"}
+)
+
+
+def parse_run_request(
+    body: dict[str, Any], settings: Settings, now: datetime | None = None
+) -> RunRequest:
+    """The body of POST /scripts/{id}/runs, checked field by field (422 names the field).
+    With ``now``, a ``deadline_at`` already past is refused."""
+    unknown = sorted(set(body) - RUN_REQUEST_FIELDS)
     if unknown:
         raise _bad(unknown[0], f"unknown fields: {', '.join(unknown)}")
     return RunRequest(
@@ -125,6 +137,9 @@ def parse_run_request(body: dict[str, Any], settings: Settings) -> RunRequest:
             body, "timeout_s", settings.run_timeout_s, 1, settings.max_run_timeout_s
         ),
         priority=_int_field(body, "priority", 0, *PRIORITY_RANGE),
+        deadline_at=parse_deadline_at(body.get("deadline_at"), now),
+        retry=parse_retry(body.get("retry")),
+        channels=parse_channels(body.get("channels")),
     )
 
 

@@ -61,10 +61,12 @@ class RunService:
         """/health parts: which sandbox layers work, and the queue. Blocking."""
         info = self.engine.sandbox or probe(self.settings)
         queued = self.db.read_sync(store.queued_count)
+        executor = self.engine.executor
         return {
+            "executor": executor.health() if executor is not None else {"name": "local"},
             "sandbox": info.to_json(),
             "queue": {
-                "running": len(self.engine.active),
+                "running": self.engine.running_here(),
                 "queued": queued,
                 "max_concurrent": self.settings.max_concurrent_runs,
             },
@@ -241,7 +243,7 @@ class RunService:
     # --- runs ---
 
     async def create_run(self, script_id: int, body: dict[str, Any], user: str) -> dict[str, Any]:
-        request = parse_run_request(body, self.settings)
+        request = parse_run_request(body, self.settings, utcnow())
 
         def write(session: Session) -> tuple[dict[str, Any], list[Any]]:
             script = scripts.get_script(session, script_id)
@@ -261,6 +263,9 @@ class RunService:
                 requested_by=user,
                 line_count=0,
                 error_count=0,
+                deadline_at=request.deadline_at,
+                retry=request.retry.to_json() if request.retry else None,
+                channels=request.channels,
             )
             session.add(run)
             session.flush()

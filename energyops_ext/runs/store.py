@@ -7,10 +7,11 @@ from itertools import chain
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from ..db.models import LogLine, Run, Script
 from ..errors import NotFound
+from ..notify import display_url
 from .logs import LEVEL_RANK, LEVELS, Batch, Line, iso_ts
 
 ACTIVE = ("queued", "running")
@@ -64,7 +65,31 @@ def run_json(run: Run) -> dict[str, Any]:
         "objective_value": run.objective_value,
         "results_count": run.results_count,
         "solver_time_ms": run.solver_time_ms,
+        "attempt": run.attempt or 1,
+        "first_run_id": run.first_run_id or run.id,
+        "schedule_id": run.schedule_id,
+        "deadline_at": _iso(run.deadline_at),
+        "deadline_missed": bool(run.deadline_missed),
+        "retry": run.retry,
+        "channels": [display_url(url) for url in run.channels or []],
+        "not_before": _iso(run.not_before),
+        "retry_outcome": run.retry_outcome,
+        "attempts": chain_attempts(run),
     }
+
+
+def chain_attempts(run: Run) -> list[dict[str, Any]]:
+    """Every attempt of the run's chain (the first run and its retries), oldest first."""
+    session = object_session(run)
+    if session is None or (not run.retry and (run.attempt or 1) == 1):
+        return [{"id": run.id, "attempt": run.attempt or 1, "status": run.status}]
+    first = run.first_run_id or run.id
+    rows = session.execute(
+        select(Run.id, Run.attempt, Run.status)
+        .where((Run.id == first) | (Run.first_run_id == first))
+        .order_by(Run.attempt, Run.id)
+    ).all()
+    return [{"id": r[0], "attempt": r[1], "status": r[2]} for r in rows]
 
 
 def get_run(session: Session, run_id: int) -> Run:
@@ -98,7 +123,9 @@ def list_runs(
     return {"items": [run_json(r) for r in rows], "total": total}
 
 
-def claim_next(session: Session, server_id: str, host: str, boot: str) -> int | None:
+def claim_next(
+    session: Session, server_id: str, host: str, boot: str, executor: str = "local"
+) -> int | None:
     """Move the next queued run (priority, then age) to running, owned by ``server_id``; None
     when none waits. PostgreSQL locks the candidate row and skips rows other servers hold
     (FOR UPDATE SKIP LOCKED); on SQLite the write lock serializes claims. The UPDATE is
@@ -106,6 +133,7 @@ def claim_next(session: Session, server_id: str, host: str, boot: str) -> int | 
     next_queued = (
         select(Run.id)
         .where(Run.status == "queued")
+        .where(Run.not_before.is_(None) | (Run.not_before <= datetime.now(UTC)))  # retries wait
         .order_by(Run.priority.desc(), Run.created_at, Run.id)
         .limit(1)
     )
@@ -122,7 +150,9 @@ def claim_next(session: Session, server_id: str, host: str, boot: str) -> int | 
             .values(
                 status="running",
                 started_at=now,
+                status_reason=None,
                 server_id=server_id,
+                executor=executor,
                 host=host,
                 boot_id=boot,
                 heartbeat_at=now,
@@ -131,6 +161,25 @@ def claim_next(session: Session, server_id: str, host: str, boot: str) -> int | 
         if getattr(claimed, "rowcount", 0) == 1:
             return run_id
     return None
+
+
+def note_queued(session: Session, note: str | None, prefix: str) -> None:
+    """Say on every queued run why it waits (``note``), or clear what was said (None)."""
+    waiting = (Run.status == "queued") & Run.status_reason.startswith(prefix)
+    if note is None:
+        session.execute(update(Run).where(waiting).values(status_reason=None))
+    else:
+        queued = (Run.status == "queued") & (Run.status_reason.is_(None) | waiting)
+        session.execute(update(Run).where(queued).values(status_reason=note))
+
+
+def requeue(session: Session, run_id: int, server_id: str, reason: str) -> None:
+    """A claimed run this server could not start goes back to the queue."""
+    session.execute(
+        update(Run)
+        .where(Run.id == run_id, owned(server_id))
+        .values(status="queued", server_id=None, started_at=None, status_reason=reason)
+    )
 
 
 def owned(server_id: str) -> Any:

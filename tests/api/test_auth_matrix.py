@@ -126,6 +126,16 @@ SAMPLES: dict[str, Sample] = {
     ),
     r"/alerts/(\d+)/history": Sample("alerts/1/history", also_ok={"GET": (404,)}),
     r"/deliveries": Sample("deliveries"),
+    r"/schedules": Sample(
+        "schedules",
+        bodies={"POST": _json({"script_id": 1, "cron": "0 9 * * *", "enabled": False})},
+    ),
+    r"/schedules/(\d+)": Sample(
+        "schedules/1",
+        bodies={"PATCH": _json({"name": "checked by the auth matrix"})},
+        also_ok={"GET": (404,), "PATCH": (404,), "DELETE": (404,)},
+    ),
+    r"/schedules/(\d+)/fires": Sample("schedules/1/fires", also_ok={"GET": (404,)}),
     CATCH_ALL: Sample(
         "no/such/route",
         bodies={m: _json({"name": "x"}) for m in ("POST", "PUT", "PATCH")},
