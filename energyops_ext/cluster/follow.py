@@ -25,6 +25,7 @@ from ..db.models import Run
 from ..events import Event, EventHub, run_topic
 from ..events.types import RUN_TOPIC_PREFIX, is_topic, run_id_of
 from ..runs import store
+from ..tasks import cancel_and_wait
 
 PAGE = 5_000
 STATUS_EVERY = 10  # ticks without new lines between looks at whether the run has ended
@@ -62,11 +63,8 @@ class RemoteLogFollower:
         self._task = asyncio.ensure_future(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
     async def prepare(self, topic: str) -> None:
         """Before a subscriber attaches: start following at the seq committed now, so every

@@ -14,6 +14,7 @@ from ..config import Settings
 from ..db import Database, utcnow
 from ..events import EventHub
 from ..runs import registry
+from ..tasks import cancel_and_wait
 from . import servers, wakeups
 from .follow import RemoteLogFollower
 from .listen import PgListener
@@ -80,10 +81,7 @@ class ClusterNode:
         self._prune = asyncio.ensure_future(self._prune_loop())
 
     async def stop(self) -> None:
-        if self._prune is not None:
-            self._prune.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._prune
+        await cancel_and_wait(self._prune)
         if self.listener is not None:
             await asyncio.to_thread(self.listener.stop)
         await self.follower.stop()

@@ -11,7 +11,6 @@ are never sent on again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from datetime import date, datetime, timedelta
@@ -24,6 +23,7 @@ from sqlalchemy.orm import Session
 from ..db import Database, utcnow
 from ..db.models import ClusterEvent
 from ..events import DASHBOARD, Event, EventHub
+from ..tasks import cancel_and_wait
 from .listen import NOTIFY_PAYLOAD_LIMIT, notify
 from .wakeups import EVENTS
 
@@ -80,8 +80,17 @@ def relayed(event: Event) -> bool:
 
 class EventRelay:
     def __init__(
-        self, db: Database, hub: EventHub, server_id: str, *, poll_s: float, log: logging.Logger
+        self,
+        db: Database,
+        hub: EventHub,
+        server_id: str,
+        *,
+        poll_s: float,
+        log: logging.Logger,
+        receive: bool = True,
     ) -> None:
+        """``receive=False``: only send (a Dask worker's task has no subscribers)."""
+        self.receiving = receive
         self.db = db
         self.hub = hub
         self.server_id = server_id
@@ -97,16 +106,13 @@ class EventRelay:
     def start(self) -> None:
         self.hub.add_listener(self._on_event)
         self._tasks = [asyncio.ensure_future(self._sender())]
-        if self.db.kind == "sqlite":
+        if self.db.kind == "sqlite" and self.receiving:
             self._tasks.append(asyncio.ensure_future(self._poller()))
 
     async def stop(self) -> None:
         self.hub.remove_listener(self._on_event)
         await self._flush()
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         self._tasks = []
 
     # --- out ---

@@ -23,6 +23,8 @@ from ..db.models import Run, Server
 from ..runs import registry
 
 Alive = Callable[[int, int | None], bool]
+# the executor of a row written by a run's task on a Dask worker
+WORKER_EXECUTOR = "dask-worker"
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ def dead_reason(
 ) -> str | None:
     """Why ``server`` is taken for dead, or None while it lives. Pure but for ``alive``."""
     name = f"server {server.id} ({server.host}, pid {server.pid})"
+    if server.executor == WORKER_EXECUTOR:
+        name = f"Dask worker {server.url} (its task {server.id} on {server.host}, pid {server.pid})"
     if server.stopped_at is not None:
         return f"{name} stopped at {server.stopped_at.isoformat(timespec='seconds')}"
     if server.id == me.id:

@@ -25,9 +25,11 @@ from ..db.models import Notification, Run
 from ..events import RUNS, Event, EventHub, run_topic
 from ..feed import add_activity, add_notification, announce
 from ..storage import Storage
+from ..tasks import cancel_and_wait
 from . import inputs as run_inputs
 from . import registry, store
 from .artifacts import artifact_key, list_artifacts, log_key
+from .executors import Executor
 from .logs import Batch, ErrorThrottle, Line, RunLog, new_line
 from .runner import RunProcess, spare_bwrap, terminate_tree
 from .sandbox import (
@@ -89,7 +91,17 @@ class RunEngine:
         log: logging.Logger,
         me: ServerIdentity,
         clock: Callable[[], datetime] = utcnow,
+        *,
+        executor: Executor | None = None,
+        claims: bool = True,
     ) -> None:
+        """``executor`` runs claimed runs elsewhere (Dask) instead of here; ``claims=False``
+        (a Dask worker's engine) runs only the runs handed to ``run_owned``: it neither
+        takes queued runs nor reaps other servers' runs."""
+        self.executor = executor
+        if executor is not None:
+            executor.on_ended = self.announce_end
+        self.claims = claims
         self.settings = settings
         self.db = db
         self.storage = storage
@@ -104,6 +116,8 @@ class RunEngine:
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
+        self._waiting_note: str | None = None
+        self._waiting_note_prefix = "waiting: "
 
     # --- start / stop ---
 
@@ -113,7 +127,10 @@ class RunEngine:
             self.log.warning("EnergyOps run sandbox: %s", self.sandbox.describe())
         else:
             self.log.info("EnergyOps run sandbox: %s", self.sandbox.describe())
-        await self.reap()
+        if self.executor is not None:
+            await self.executor.start()
+        if self.claims:
+            await self.reap()
         self._tasks = [
             asyncio.ensure_future(self._beat()),
             asyncio.ensure_future(self._watch()),
@@ -131,10 +148,7 @@ class RunEngine:
 
     async def stop(self) -> None:
         self._stopping = True
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         tasks = []
         for active in list(self.active.values()):
             active.kill("the server stopped", None)
@@ -142,6 +156,8 @@ class RunEngine:
                 tasks.append(active.task)
         if tasks:
             await asyncio.wait(tasks, timeout=self.settings.kill_grace_s + 10)
+        if self.executor is not None:
+            await self.executor.stop()
 
     def paths(self, run_id: int) -> RunPaths:
         return RunPaths.for_run(self.settings.sandbox_dir, run_id)
@@ -151,19 +167,64 @@ class RunEngine:
 
     # --- the queue ---
 
+    def running_here(self) -> int:
+        return len(self.active) + (self.executor.in_flight() if self.executor else 0)
+
     async def pump(self) -> None:
-        """Start queued runs while fewer than max_concurrent_runs run here."""
+        """Start queued runs while fewer than max_concurrent_runs run here (or are handed
+        to the executor by this server)."""
+        if not self.claims:
+            return
         async with self._pump_lock:
-            while not self._stopping and len(self.active) < self.settings.max_concurrent_runs:
+            while not self._stopping and self.running_here() < self.settings.max_concurrent_runs:
+                if self.executor is not None and not await self._executor_ready():
+                    return
                 run_id = await self.db.write(self._claim)
                 if run_id is None:
                     return
+                if self.executor is not None:
+                    if not await self._hand_over(run_id):
+                        return
+                    continue
                 active = ActiveRun(run_id, self._new_log(run_id))
                 self.active[run_id] = active
                 active.task = asyncio.ensure_future(self._execute(active))
 
+    async def _executor_ready(self) -> bool:
+        """Hand runs over only while the executor can take them; queued runs say why not."""
+        assert self.executor is not None
+        why = await self.executor.ready()
+        note = None if why is None else f"waiting: {why}"
+        if note != self._waiting_note:
+            self._waiting_note = note
+            await self.db.write(lambda s: store.note_queued(s, note, self._waiting_note_prefix))
+        return why is None
+
+    async def _hand_over(self, run_id: int) -> bool:
+        """Give a claimed run to the executor; if it cannot take it, the run is queued again."""
+        assert self.executor is not None
+        try:
+            await self.executor.submit(run_id)
+        except Exception as exc:
+            self.log.warning(
+                "run %s could not be handed to %s: %s", run_id, self.executor.name, exc
+            )
+            note = f"{self._waiting_note_prefix}{exc}"
+            await self.db.write(lambda s: store.requeue(s, run_id, self.me.id, note))
+            return False
+        return True
+
     def _claim(self, session: Session) -> int | None:
-        return store.claim_next(session, self.me.id, self.me.host, self.me.boot_id)
+        executor = self.executor.name if self.executor is not None else "local"
+        return store.claim_next(session, self.me.id, self.me.host, self.me.boot_id, executor)
+
+    async def run_owned(self, run_id: int) -> None:
+        """Run ``run_id``, which this engine's identity already owns (a Dask worker's task
+        took it over from the server that claimed it), to its final status."""
+        start_seq = await self.db.read(lambda s: store.max_seq(s, run_id))
+        active = ActiveRun(run_id, self._new_log(run_id, start_seq))
+        self.active[run_id] = active
+        await self._execute(active)
 
     def _new_log(self, run_id: int, start_seq: int = 0) -> RunLog:
         topic = run_topic(run_id)
@@ -323,6 +384,14 @@ class RunEngine:
         finished = {k: data[k] for k in ("status", "exit_code", "runtime_ms", "objective_value")}
         self.hub.publish(Event(RUNS, "run.finished", {"run_id": run_id, **finished, "run": data}))
 
+    async def announce_end(self, run_id: int) -> None:
+        """Events of a run that ended without running here (cancelled, or failed or killed
+        before its executor started it)."""
+        data = await self.db.read(lambda s: store.run_json(store.get_run(s, run_id)))
+        self.hub.publish(Event(run_topic(run_id), "run.status", data))
+        finished = {k: data[k] for k in ("status", "exit_code", "runtime_ms", "objective_value")}
+        self.hub.publish(Event(RUNS, "run.finished", {"run_id": run_id, **finished, "run": data}))
+
     async def _publish_status(self, run_id: int, status: str, *, started: bool = False) -> None:
         data = await self.db.read(lambda s: store.run_json(store.get_run(s, run_id)))
         self.hub.publish(Event(run_topic(run_id), "run.status", data))
@@ -437,7 +506,8 @@ class RunEngine:
             await asyncio.sleep(self.settings.heartbeat_s)
             try:
                 await self.heartbeat()
-                await self.reap()
+                if self.claims:
+                    await self.reap()
             except Exception:
                 self.log.exception("EnergyOps heartbeat failed")
 
@@ -468,7 +538,9 @@ class RunEngine:
             self._wake.clear()
             try:
                 await self._take_kill_requests()
-                if len(self.active) < self.settings.max_concurrent_runs:
+                if self.executor is not None:
+                    await self.executor.take_kill_requests()
+                if self.running_here() < self.settings.max_concurrent_runs:
                     await self.pump()
             except Exception:
                 self.log.exception("EnergyOps queue watch failed")
