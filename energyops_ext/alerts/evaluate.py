@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from ..db.models import AlertHistory, AlertRule, Notification
@@ -214,25 +214,43 @@ def _detail(p: Planned, blocks: list[tuple[int, float]]) -> dict[str, Any]:
     }
 
 
+_RULES = cast(Table, AlertRule.__table__)
+# one statement, compiled once, executed per rule (Core: no ORM bookkeeping per row)
+_WRITE_DECISION = (
+    update(_RULES)
+    .where(_RULES.c.id == bindparam("rule_id"), _RULES.c.version == bindparam("read_version"))
+    .values(
+        state=bindparam("new_state"),
+        breaches=bindparam("new_breaches"),
+        state_since=bindparam("new_since"),
+        last_value=bindparam("new_value"),
+        last_evaluated_at=bindparam("evaluated_at"),
+        last_notified_at=bindparam("notified_at"),
+        version=_RULES.c.version + 1,
+    )
+)
+
+
 def apply(session: Session, planned: list[Planned], now: datetime, server_id: str) -> Written:
     """Write the decisions, each only if its rule is still at the version read."""
     out = Written()
+    conn = session.connection()
     for p in planned:
         o = p.outcome
-        result = session.execute(
-            update(AlertRule)
-            .where(AlertRule.id == p.rule.id, AlertRule.version == p.rule.version)
-            .values(
-                state=o.state,
-                breaches=o.breaches,
-                state_since=o.since,
-                last_value=p.value,
-                last_evaluated_at=now,
-                last_notified_at=o.last_notified_at,
-                version=AlertRule.version + 1,
-            )
+        result = conn.execute(
+            _WRITE_DECISION,
+            {
+                "rule_id": p.rule.id,
+                "read_version": p.rule.version,
+                "new_state": o.state,
+                "new_breaches": o.breaches,
+                "new_since": o.since,
+                "new_value": p.value,
+                "evaluated_at": now,
+                "notified_at": o.last_notified_at,
+            },
         )
-        if getattr(result, "rowcount", 0) != 1:
+        if result.rowcount != 1:
             out.dropped += 1
             continue
         out.written += 1
