@@ -20,6 +20,7 @@ from typing import Any
 
 from ..db import Database, utcnow
 from ..events import DATASETS, Event, EventHub
+from ..events.types import ALERTS
 from ..feed import announce
 from . import evaluate, store
 
@@ -154,14 +155,19 @@ class AlertService:
 
     async def create(self, body: dict[str, Any], user: str | None) -> dict[str, Any]:
         now = self.clock()
-        return await self.db.write(lambda s: store.create_rule(s, body, user, now))
+        rule = await self.db.write(lambda s: store.create_rule(s, body, user, now))
+        self.hub.publish(Event(ALERTS, "alert.created", rule))
+        return rule
 
     async def update(self, rule_id: int, body: dict[str, Any]) -> dict[str, Any]:
         now = self.clock()
-        return await self.db.write(lambda s: store.update_rule(s, rule_id, body, now))
+        rule = await self.db.write(lambda s: store.update_rule(s, rule_id, body, now))
+        self.hub.publish(Event(ALERTS, "alert.updated", rule))
+        return rule
 
     async def delete(self, rule_id: int) -> None:
         await self.db.write(lambda s: store.delete_rule(s, rule_id))
+        self.hub.publish(Event(ALERTS, "alert.deleted", {"id": rule_id}))
 
     async def get(self, rule_id: int) -> dict[str, Any]:
         return await self.db.read(lambda s: store.rule_json(store.get_rule(s, rule_id)))
