@@ -102,6 +102,12 @@ def check_channels(value: Any, field: str = "channels") -> list[str]:
                 code="invalid_channel",
                 details={"field": where},
             )
+        if MASK in url:
+            raise Invalid(
+                f"{where} is a masked URL (it contains {MASK}); send the full apprise URL",
+                code="invalid_channel",
+                details={"field": where},
+            )
         if not url or "\x00" in url or not recognised(url):
             raise Invalid(
                 f"{where} is not an apprise URL apprise recognises: {display_url(url)!r}",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy import Engine, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..db.models import Delivery, Notification
@@ -205,6 +205,16 @@ def record_failure(
         values.update(status="pending", next_attempt_at=retry_at)
     result = session.execute(update(Delivery).where(_mine(delivery, server_id)).values(**values))
     return getattr(result, "rowcount", 0) == 1
+
+
+def prune(session: Session, before: datetime) -> int:
+    """Forget sent and failed deliveries created before ``before``; any server may do it."""
+    result = session.execute(
+        delete(Delivery).where(
+            Delivery.status.in_(("sent", "failed")), Delivery.created_at < before
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def backoff_delay(attempt: int, base_s: float, cap_s: float = 3600.0) -> timedelta:

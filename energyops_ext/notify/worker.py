@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,8 @@ from .outbox import Claimed
 from .send import Sender, SendResult, send_apprise
 
 CLAIM_BATCH = 20
+KEEP_DELIVERIES = timedelta(days=30)
+PRUNE_EVERY = timedelta(hours=1)
 
 
 class DeliveryWorker:
@@ -97,9 +100,15 @@ class DeliveryWorker:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _loop(self) -> None:
+        pruned_at: datetime | None = None
         while True:
             try:
                 await self.run_once(wait=False)
+                now = self.clock()
+                if pruned_at is None or now - pruned_at >= PRUNE_EVERY:
+                    pruned_at = now
+                    before = now - KEEP_DELIVERIES
+                    await self.db.write(functools.partial(outbox.prune, before=before))
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -223,6 +223,12 @@ BAD_RULES: list[tuple[dict[str, Any], int, str, str]] = [
         "channels[0] is not an apprise URL apprise recognises: 'notaservice://***'",
     ),
     (
+        {"channels": ["json://***@127.0.0.1:9/hook"]},
+        422,
+        "invalid_channel",
+        "channels[0] is a masked URL (it contains ***); send the full apprise URL",
+    ),
+    (
         {"channels": "mailto://a@b.example"},
         422,
         "invalid_field",

@@ -372,3 +372,20 @@ async def test_a_server_dying_mid_delivery_costs_a_retry_not_the_message(
     assert (row.status, row.attempts, row.claimed_by) == ("sent", 2, "server-b")
     # the dead server's late outcome no longer counts
     assert not database.write_sync(lambda s: outbox.record_sent(s, claimed, "server-a", clock.now))
+
+
+async def test_old_sent_and_failed_deliveries_are_pruned(
+    database: Database, receiver: Receiver
+) -> None:
+    queue(database, [receiver.url("sent"), receiver.url("failed"), receiver.url("pending")])
+    now = datetime.now(UTC)
+
+    def age(session: DbSession) -> None:
+        rows = session.scalars(select(Delivery).order_by(Delivery.id)).all()
+        for row, status in zip(rows, ("sent", "failed", "pending"), strict=True):
+            row.status = status
+            row.created_at = now - timedelta(days=31)
+
+    database.write_sync(age)
+    assert database.write_sync(lambda s: outbox.prune(s, now - timedelta(days=30))) == 2
+    assert [r.status for r in deliveries(database)] == ["pending"]
