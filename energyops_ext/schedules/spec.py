@@ -35,6 +35,7 @@ NULLABLE = frozenset(
     {"name", "script_id", "script_name", "deadline", "retry", "missed", "channels"}
 )
 MAX_NAME = 255
+MAX_ID = 2**31 - 1
 
 
 def _bad(field_name: str, message: str) -> Invalid:
@@ -73,11 +74,16 @@ def _script(body: dict[str, Any]) -> tuple[int | None, str | None]:
             "at each fire), not both",
         )
     if script_id is not None and (
-        isinstance(script_id, bool) or not isinstance(script_id, int) or script_id < 1
+        isinstance(script_id, bool)
+        or not isinstance(script_id, int)
+        or not 1 <= script_id <= MAX_ID
     ):
         raise _bad("script_id", f"script_id must be a positive integer; got {script_id!r}")
     if script_name is not None and (
-        not isinstance(script_name, str) or not script_name.strip() or len(script_name) > MAX_NAME
+        not isinstance(script_name, str)
+        or not script_name.strip()
+        or len(script_name) > MAX_NAME
+        or "\x00" in script_name
     ):
         raise _bad("script_name", f"script_name must be a script's name; got {script_name!r}")
     return script_id, script_name
@@ -86,8 +92,8 @@ def _script(body: dict[str, Any]) -> tuple[int | None, str | None]:
 def _name(value: Any) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or len(value) > MAX_NAME:
-        raise _bad("name", f"name must be a string of at most {MAX_NAME} characters")
+    if not isinstance(value, str) or len(value) > MAX_NAME or "\x00" in value:
+        raise _bad("name", f"name must be a string of at most {MAX_NAME} characters, no NUL")
     return value.strip() or None
 
 
