@@ -128,16 +128,22 @@ class Written:
     events: list[Event] = field(default_factory=list)
     written: int = 0
     dropped: int = 0
+    dropped_ids: set[int] = field(default_factory=set)
     transitions: list[dict[str, Any]] = field(default_factory=list)
 
 
 def plan(
-    session: Session, now: datetime, *, trigger: str, interval_s: float
+    session: Session,
+    now: datetime,
+    *,
+    trigger: str,
+    interval_s: float,
+    only: set[int] | None = None,
 ) -> tuple[int, list[Planned]]:
-    """Read the enabled rules and the figures they need; decide each rule's next state.
-    Returns the number of enabled rules and the decisions."""
+    """Read the enabled rules (``only`` those ids, if given) and the figures they need;
+    decide each rule's next state. Returns the number of enabled rules and the decisions."""
     rows = session.scalars(select(AlertRule).where(AlertRule.enabled.is_(True))).all()
-    rules = [RuleSnapshot.of(r) for r in rows]
+    rules = [RuleSnapshot.of(r) for r in rows if only is None or r.id in only]
     if trigger == "timer":
         recent = now - timedelta(seconds=interval_s * TIMER_SLACK)
         fresh = {r.id for r in rows if r.last_evaluated_at and r.last_evaluated_at > recent}
@@ -252,6 +258,7 @@ def apply(session: Session, planned: list[Planned], now: datetime, server_id: st
         )
         if result.rowcount != 1:
             out.dropped += 1
+            out.dropped_ids.add(p.rule.id)
             continue
         out.written += 1
         if o.transition is not None:

@@ -23,6 +23,7 @@ from ..events import DATASETS, Event, EventHub
 from ..events.types import ALERTS
 from ..feed import announce
 from . import evaluate, store
+from .evaluate import Written
 
 TRIGGERS = ("data", "timer", "manual")
 
@@ -122,23 +123,14 @@ class AlertService:
 
     async def evaluate(self, trigger: str = "manual") -> EvaluationReport:
         """Evaluate every enabled rule once: read and decide on a reader thread, write each
-        decision on the writer with a conditional update, then publish."""
+        decision on the writer with a conditional update, then publish. After new data, a
+        rule whose write was dropped (another server wrote it meanwhile, maybe from older
+        data) is evaluated once more."""
         started = time.perf_counter()
-        now = self.clock()
-        rules, planned = await self.db.read(
-            lambda s: evaluate.plan(s, now, trigger=trigger, interval_s=self.interval_s)
-        )
-        report = EvaluationReport(trigger, rules=rules, evaluated=len(planned))
-        if planned:
-            written = await self.db.write(lambda s: evaluate.apply(s, planned, now, self.server_id))
-            report.written, report.dropped = written.written, written.dropped
-            report.transitions = written.transitions
-            report.notifications = len(written.pending.notifications)
-            announce(self.hub, written.pending.activities, written.pending.notifications)
-            for event in written.events:
-                self.hub.publish(event)
-            if written.pending.notifications and self.on_notified is not None:
-                self.on_notified()
+        report = EvaluationReport(trigger)
+        written = await self._evaluate_once(trigger, None, report)
+        if trigger == "data" and written.dropped_ids:
+            await self._evaluate_once(trigger, written.dropped_ids, report)
         report.elapsed_ms = (time.perf_counter() - started) * 1000
         if report.transitions or report.dropped:
             self.log.info(
@@ -150,6 +142,29 @@ class AlertService:
                 report.dropped,
             )
         return report
+
+    async def _evaluate_once(
+        self, trigger: str, only: set[int] | None, report: EvaluationReport
+    ) -> Written:
+        now = self.clock()
+        rules, planned = await self.db.read(
+            lambda s: evaluate.plan(s, now, trigger=trigger, interval_s=self.interval_s, only=only)
+        )
+        if only is None:
+            report.rules, report.evaluated = rules, len(planned)
+        if not planned:
+            return Written()
+        written = await self.db.write(lambda s: evaluate.apply(s, planned, now, self.server_id))
+        report.written += written.written
+        report.dropped += written.dropped
+        report.transitions += written.transitions
+        report.notifications += len(written.pending.notifications)
+        announce(self.hub, written.pending.activities, written.pending.notifications)
+        for event in written.events:
+            self.hub.publish(event)
+        if written.pending.notifications and self.on_notified is not None:
+            self.on_notified()
+        return written
 
     # --- the API's operations ---
 

@@ -602,3 +602,40 @@ async def test_two_servers_racing_on_an_upload_notify_once(two_servers: Servers)
         await asyncio.gather(first.evaluate("data"), second.evaluate("data"))
     history_rows, notifications, deliveries = counts(two_servers.dbs[0])
     assert (history_rows, notifications, deliveries) == (1, 1, 1)
+
+
+async def test_an_evaluation_of_new_data_dropped_by_a_race_is_made_again(
+    two_servers: Servers,
+) -> None:
+    """Server 1's timer read the rule before the upload and writes first; server 0's
+    evaluation of the uploaded day is dropped, then made again on the rule as written."""
+    first, _second = two_servers.services
+    a, b = two_servers.dbs
+    later = DAY + timedelta(days=1)
+    rule_id = add_rule(a, pending_evaluations=1, scope={"date": later.isoformat()})
+    _, stale = b.read_sync(lambda s: alert_evaluation.plan(s, NOW, trigger="timer", interval_s=60))
+    assert [p.value for p in stale] == [None]  # no data for that day yet
+
+    def upload_later(session: Session) -> None:
+        session.add_all(
+            MarketSnapshot(date=later, block=blk, dam_price=SPIKE.get(blk, 3000.0 + blk))
+            for blk in range(1, 97)
+        )
+
+    a.write_sync(upload_later)
+    read = a.read
+    raced = False
+
+    async def read_then_race(fn: Callable[[Session], Any]) -> Any:
+        nonlocal raced
+        result = await read(fn)
+        if not raced:  # server 1's stale write lands between server 0's read and write
+            raced = True
+            b.write_sync(lambda s: alert_evaluation.apply(s, stale, NOW, "server-1"))
+        return result
+
+    a.read = read_then_race  # type: ignore[method-assign]
+    report = await first.evaluate("data")
+    assert report.dropped == 1 and report.written == 1
+    assert report.transitions == [{"rule_id": rule_id, "transition": "firing", "value": 9700}]
+    assert counts(a) == (1, 1, 1)
