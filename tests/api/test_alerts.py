@@ -486,7 +486,8 @@ async def test_alert_events_reach_a_websocket_subscriber(
     await upload_day(api, services, day_file(prices=SPIKE))
     frames = await events_client.until(lambda f: f["type"] == "alert.firing")
     alerts = [f for f in frames if f["topic"] == "alerts"]
-    assert [f["type"] for f in alerts] == ["alert.pending", "alert.firing"]
+    assert [f["type"] for f in alerts] == ["alert.created", "alert.pending", "alert.firing"]
+    assert alerts[0]["data"]["id"] == rule["id"] and alerts[0]["data"]["state"] == "normal"
     data = alerts[-1]["data"]
     assert data["rule_id"] == rule["id"] and data["name"] == "DAM spike"
     assert (data["from_state"], data["state"], data["transition"]) == (
