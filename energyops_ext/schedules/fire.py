@@ -56,13 +56,15 @@ def fire_due(
             )
         if _insert(session, schedule_id, slot, "missed", reason, server_id, now) is not None:
             missed.append((slot, reason))
-            out.events.append(_slot_event("schedule.missed", schedule, slot, None, reason))
+            out.events.append(
+                _slot_event("schedule.missed", schedule, slot, None, reason, server_id)
+            )
     if missed:
         out.notifications.append(_missed_note(session, schedule, missed, due.more, tz))
     if on_time:
         fire_id = _insert(session, schedule_id, latest, "fired", None, server_id, now)
         if fire_id is not None:
-            out.add(_queue_run(session, schedule, fire_id, latest, now, tz))
+            out.add(_queue_run(session, schedule, fire_id, latest, tz, server_id))
     session.execute(
         update(Schedule)
         .where(
@@ -97,13 +99,19 @@ def _insert(
 
 
 def _slot_event(
-    kind: str, schedule: Schedule, slot: datetime, run_id: int | None, reason: str | None
+    kind: str,
+    schedule: Schedule,
+    slot: datetime,
+    run_id: int | None,
+    reason: str | None,
+    server_id: str | None = None,
 ) -> Event:
     data: dict[str, Any] = {
         "schedule_id": schedule.id,
         "title": store.title_of(schedule),
         "slot": slot.isoformat(),
         "run_id": run_id,
+        "server_id": server_id,
     }
     if reason is not None:
         data["reason"] = reason
@@ -139,7 +147,7 @@ def _missed_note(
 
 
 def _queue_run(
-    session: Session, schedule: Schedule, fire_id: int, slot: datetime, now: datetime, tz: Any
+    session: Session, schedule: Schedule, fire_id: int, slot: datetime, tz: Any, server_id: str
 ) -> Published:
     out = Published()
     title = store.title_of(schedule)
@@ -163,7 +171,7 @@ def _queue_run(
         )
         queue_deliveries(session, note, schedule.channels)
         out.notifications.append(note)
-        out.events.append(_slot_event("schedule.missed", schedule, slot, None, reason))
+        out.events.append(_slot_event("schedule.missed", schedule, slot, None, reason, server_id))
         return out
     run = store.new_run(
         script,
@@ -199,7 +207,7 @@ def _queue_run(
     out.events += [
         Event(run_topic(run.id), "run.status", data),
         Event(RUNS, "run.queued", data),
-        _slot_event("schedule.fired", schedule, slot, run.id, None),
+        _slot_event("schedule.fired", schedule, slot, run.id, None, server_id),
     ]
     out.queued.append(run.id)
     return out

@@ -376,3 +376,28 @@ async def test_fires_history_pages_and_filters(
     assert since["total"] == 2
     assert all(f["status"] == "fired" and f["server_id"] for f in since["items"])
     assert datetime.fromisoformat(since["items"][0]["fired_at"]) > START
+
+
+async def test_a_scheduled_run_that_fails_is_retried_with_the_schedule_carried(
+    api: Fetch, services: Services, fleet: Fleet, events: list[Event]
+) -> None:
+    sid = await a_script(api, "test_flaky.py", "import sys\nsys.exit(2)\n")
+    schedule = await create_schedule(
+        api, script_id=sid, cron="0 * * * *", retry={"max_attempts": 2, "backoff_s": 0}
+    )
+    fleet.clock.at(schedule["next_fires"][0], plus_s=1)
+    await fleet.race()
+    (fire,) = body(await api("GET", f"schedules/{schedule['id']}/fires"))["items"]
+    assert (await wait_for(api, fire["run_id"]))["status"] == "failed"
+    fired = next(e for e in events if e.type == "schedule.fired")
+    assert fired.data["server_id"] in {m.me.id for m in fleet.members}
+    await fleet.race()  # one of the servers queues attempt 2
+    (fire,) = body(await api("GET", f"schedules/{schedule['id']}/fires"))["items"]
+    first, second = fire["attempts"]
+    assert (first["attempt"], second["attempt"]) == (1, 2)
+    retried = await wait_for(api, second["id"])
+    assert retried["status"] == "failed" and retried["schedule_id"] == schedule["id"]
+    assert retried["first_run_id"] == fire["run_id"]
+    shown = body(await api("GET", f"schedules/{schedule['id']}"))
+    assert shown["last_outcome"] == "failed"
+    assert [a["status"] for a in shown["last_fire"]["attempts"]] == ["failed", "failed"]
