@@ -47,6 +47,9 @@ class Script(Base):
     description: Mapped[str | None] = mapped_column(Text)
     uploaded_by: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+    format: Mapped[str] = mapped_column(String(8), default="py")  # py | ipynb
+    # declared parameters, read statically at upload (runs/parameters.py)
+    parameters: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
     runs: Mapped[list[Run]] = relationship(
         back_populates="script", cascade="all, delete-orphan", passive_deletes=True
@@ -111,6 +114,13 @@ class Run(Base):
     channels: Mapped[list[str]] = mapped_column(JSON, default=list)
     not_before: Mapped[datetime | None] = mapped_column(TZDateTime)  # the queue waits till then
     retry_outcome: Mapped[str | None] = mapped_column(String(16))  # scheduled | exhausted | cut
+    # typed parameters (None: the script's defaults, for runs created before they existed)
+    parameters: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    stop_requested_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    stop_requested_by: Mapped[str | None] = mapped_column(String(255))
+    stopped_early: Mapped[bool] = mapped_column(Boolean, default=False)
+    input_hashes: Mapped[dict[str, str] | None] = mapped_column(JSON(none_as_null=True))
+    solver: Mapped[dict[str, float] | None] = mapped_column(JSON(none_as_null=True))
 
     script: Mapped[Script] = relationship(back_populates="runs")
 

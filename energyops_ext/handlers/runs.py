@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from ..errors import BadRequest
+from ..runs.compare import parse_ids
 from ..runs.scripts import KINDS, MODEL_TYPES
 from ..runs.service import Download
 from ..runs.store import STATUSES
@@ -37,6 +38,47 @@ class RunHandler(EnergyOpsHandler):
     @allow("execute")
     async def delete(self, run_id: str) -> None:
         self.write_json(await self.services.runs.kill_run(int(run_id), self.user_name), 202)
+
+
+class RunStopHandler(EnergyOpsHandler):
+    @allow("execute")
+    async def post(self, run_id: str) -> None:
+        self.write_json(await self.services.runs.request_stop(int(run_id), self.user_name), 202)
+
+
+class RunsCompareHandler(EnergyOpsHandler):
+    @allow("read")
+    async def get(self) -> None:
+        try:
+            ids = parse_ids(self.get_query_argument("ids", None))
+        except ValueError as exc:
+            raise BadRequest(str(exc), code="invalid_parameter", details={"field": "ids"}) from None
+        self.write_json(await self.services.runs.compare_runs(ids))
+
+
+class RunNotebookHandler(EnergyOpsHandler):
+    @allow("read")
+    async def get(self, run_id: str) -> None:
+        fmt = self.get_query_argument("format", "ipynb")
+        if fmt not in ("ipynb", "html"):
+            raise BadRequest(
+                "format must be ipynb or html",
+                code="invalid_parameter",
+                details={"field": "format"},
+            )
+        data, content_type = await self.services.runs.notebook(int(run_id), fmt)
+        self.set_header("Content-Type", content_type)
+        self.set_header("X-Content-Type-Options", "nosniff")
+        if fmt == "html":
+            # the HTML has no script; the policy forbids any that slipped through anyway
+            self.set_header(
+                "Content-Security-Policy",
+                "default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:",
+            )
+        else:
+            self.set_header("Content-Disposition", f'attachment; filename="run-{run_id}.ipynb"')
+        # text/html on purpose (the base class keeps HTML out of API answers otherwise)
+        self.finish(data, set_content_type=content_type)
 
 
 class RunLogsHandler(EnergyOpsHandler):
@@ -106,7 +148,10 @@ async def _stream(handler: EnergyOpsHandler, download: Download) -> None:
 
 routes = [
     (r"/runs", RunsHandler),
+    (r"/runs/compare", RunsCompareHandler),
     (r"/runs/(\d+)", RunHandler),
+    (r"/runs/(\d+)/stop", RunStopHandler),
+    (r"/runs/(\d+)/notebook", RunNotebookHandler),
     (r"/runs/(\d+)/logs", RunLogsHandler),
     (r"/runs/(\d+)/artifacts", RunArtifactsHandler),
     (r"/runs/(\d+)/artifacts/([^/]+)", RunArtifactHandler),

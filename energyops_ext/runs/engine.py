@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import shutil
 import time
@@ -22,17 +23,20 @@ from ..cluster.servers import OrphanRun, ServerIdentity
 from ..config import Settings
 from ..db import Database, utcnow
 from ..db.models import Notification, Run
-from ..events import RUNS, Event, EventHub, run_topic
+from ..events import DATASETS, RUNS, Event, EventHub, run_topic
 from ..feed import add_activity, add_notification, announce
 from ..storage import Storage
 from ..tasks import cancel_and_wait
 from . import inputs as run_inputs
+from . import parameters as run_parameters
 from . import registry, store
 from .artifacts import artifact_key, list_artifacts, log_key
 from .executors import Executor
 from .logs import Batch, ErrorThrottle, Line, RunLog, new_line
+from .results import RESULTS_FILE, write_results
 from .runner import RunProcess, spare_bwrap, terminate_tree
 from .sandbox import (
+    NOTEBOOK_OUTPUT,
     RunPaths,
     SandboxInfo,
     build_command,
@@ -58,12 +62,20 @@ class ActiveRun:
     throttle: ErrorThrottle = field(default_factory=ErrorThrottle)
     title: str = ""
     flushing: bool = True
+    stopped_by: str | None = None  # who asked the model to stop and keep its best
+    stopped_early: bool = False  # it exited 0 after the stop
 
     def kill(self, reason: str, user: str | None) -> None:
         if self.kill_reason is None:
             self.kill_reason, self.killed_by = reason, user
         if self.process is not None:
             self.process.request_kill()
+
+    def stop(self, user: str) -> None:
+        if self.stopped_by is None:
+            self.stopped_by = user
+        if self.process is not None:
+            self.process.request_stop()
 
 
 @dataclass
@@ -79,6 +91,9 @@ class RunContext:
     inputs: list[dict[str, Any]]
     timeout_s: int
     requested_by: str | None
+    format: str = "py"
+    parameters: dict[str, Any] = field(default_factory=dict)
+    kind: str = "test"
 
 
 class RunEngine:
@@ -253,11 +268,16 @@ class RunEngine:
                 active.process = process
                 if active.kill_reason is not None:
                     process.request_kill()
+                if active.stopped_by is not None:
+                    process.request_stop()
                 root = self.paths(run_id).root
                 await self.db.write(lambda s: _record_process(s, run_id, self.me.id, process, root))
                 outcome = await process.finish(ctx.timeout_s)
                 exit_code, runtime_ms = outcome.exit_code, outcome.runtime_ms
                 outcome_status, reason = _status_of(outcome.reason, exit_code, active, ctx)
+                active.stopped_early = outcome.reason == "stopped" and outcome_status == "succeeded"
+                if outcome_status == "succeeded" and ctx.kind == "model":
+                    await self._write_back(active)
             else:
                 outcome_status, reason = "killed", active.kill_reason
         except Exception as exc:
@@ -290,16 +310,26 @@ class RunEngine:
                 f"the script's file {self.storage.url(ctx.storage_key)} is not in this "
                 "server's storage; servers sharing a database need a shared storage_url"
             ) from None
-        await asyncio.to_thread(_write_run_dir, paths, source)
+        notebook = ctx.format == "ipynb"
+        await asyncio.to_thread(_write_run_dir, paths, source, notebook)
         active.log.add("system", [self.sandbox.describe()])
         if ctx.inputs:
             specs = run_inputs._inputs(ctx.inputs)
             lines = await self.db.read(lambda s: run_inputs.write_inputs(s, specs, paths.input_dir))
             active.log.add("system", lines)
+            hashes = await asyncio.to_thread(_input_hashes, paths.input_dir)
+            await self.db.write(lambda s: _record_inputs(s, ctx.run_id, self.me.id, hashes))
         if self.sandbox.mode == "unavailable":
             raise RuntimeError(self.sandbox.fallback_reason)
-        argv = build_command(self.sandbox, self.settings, paths.root, paths.script, ctx.args)
-        env = run_environment(paths, ctx.run_id, ctx.model_type, ctx.config)
+        argv = build_command(
+            self.sandbox,
+            self.settings,
+            paths.root,
+            paths.notebook if notebook else paths.script,
+            ctx.args,
+            notebook_output=paths.output_dir / NOTEBOOK_OUTPUT if notebook else None,
+        )
+        env = run_environment(paths, ctx.run_id, ctx.model_type, ctx.config, ctx.parameters)
         spare = spare_bwrap if self.sandbox.mode == "bwrap" else None
         return RunProcess(
             argv,
@@ -310,6 +340,54 @@ class RunEngine:
             kill_grace_s=self.settings.kill_grace_s,
             spare=spare,
         )
+
+    async def _write_back(self, active: ActiveRun) -> None:
+        """A model's model_results.csv becomes the day's model_result_mw (results.py)."""
+        path = self.paths(active.run_id).output_dir / RESULTS_FILE
+        if not await asyncio.to_thread(path.is_file):
+            return
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+            run_id, title = active.run_id, active.title
+            user = await self.db.read(lambda s: store.get_run(s, run_id).requested_by)
+            report, activity = await self.db.write(
+                lambda s: write_results(s, run_id, title, data, user)
+            )
+        except Exception as exc:
+            self.log.exception("run %s: writing its model results failed", active.run_id)
+            active.log.add("system", [f"model results not written: {exc}"])
+            return
+        counts = {k: report[k] for k in ("rows_read", "rows_inserted", "rows_updated")}
+        active.log.add(
+            "system",
+            [
+                f"model results: {report['rows_inserted'] + report['rows_updated']} blocks of "
+                f"{', '.join(report['dates']) or 'no day'} written to market_snapshot "
+                f"model_result_mw ({report['rows_rejected']} rejected; upload "
+                f"{report['upload_id']}, {report['status']})"
+            ],
+        )
+        announce(self.hub, [activity])
+        self.hub.publish(
+            Event(
+                DATASETS,
+                "dataset.uploaded",
+                {
+                    "kind": "market-snapshot",
+                    "upload_id": report["upload_id"],
+                    "rows_rejected": report["rows_rejected"],
+                    **counts,
+                },
+            )
+        )
+        if report["dates"]:
+            self.hub.publish(
+                Event(
+                    DATASETS,
+                    "market.updated",
+                    {"kind": "market-snapshot", "dates": report["dates"]},
+                )
+            )
 
     async def _finish(
         self,
@@ -331,8 +409,12 @@ class RunEngine:
             "line_count": log.line_count,
             "error_count": log.error_count,
             "log_key": self.log_file(run_id).name,
+            "stopped_early": active.stopped_early,
             **{k: v for k, v in log.metrics.items() if k in store.METRIC_COLUMNS},
         }
+        solver = store.solver_figures(log.metrics)
+        if solver:
+            values["solver"] = solver
 
         def write(
             session: Session,
@@ -538,6 +620,7 @@ class RunEngine:
             self._wake.clear()
             try:
                 await self._take_kill_requests()
+                await self._take_stop_requests()
                 if self.executor is not None:
                     await self.executor.take_kill_requests()
                 if self.running_here() < self.settings.max_concurrent_runs:
@@ -555,6 +638,17 @@ class RunEngine:
             if active is not None and active.kill_reason is None:
                 self.log.info("run %s: kill requested by %s through another server", run_id, user)
                 active.kill(f"killed by {user}", user)
+
+    async def _take_stop_requests(self) -> None:
+        ids = [run_id for run_id, a in self.active.items() if a.stopped_by is None]
+        if not ids:
+            return
+        requests = await self.db.read(lambda s: _stop_requests(s, ids))
+        for run_id, user in requests:
+            active = self.active.get(run_id)
+            if active is not None and active.stopped_by is None:
+                self.log.info("run %s: stop requested by %s through another server", run_id, user)
+                active.stop(user)
 
     async def reap(self) -> None:
         """Runs whose owner is dead: kill what is left of them on this machine, mark them
@@ -651,16 +745,34 @@ def format_file_line(record: Line) -> str:
     return f"{record['ts']} {record['stream']} {record['text']}\n"
 
 
-def _write_run_dir(paths: RunPaths, source: bytes) -> None:
+def _write_run_dir(paths: RunPaths, source: bytes, notebook: bool = False) -> None:
     if paths.root.exists():
         shutil.rmtree(paths.root)
     paths.create()
-    paths.script.write_bytes(source)
+    (paths.notebook if notebook else paths.script).write_bytes(source)
+
+
+def _input_hashes(input_dir: Path) -> dict[str, str]:
+    """sha256 of each input file, by name (what two runs compare)."""
+    return {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(input_dir.iterdir())
+        if path.is_file()
+    }
+
+
+def _record_inputs(session: Session, run_id: int, server_id: str, hashes: dict[str, str]) -> None:
+    session.execute(
+        update(Run).where(Run.id == run_id, store.owned(server_id)).values(input_hashes=hashes)
+    )
 
 
 def _context(session: Session, run_id: int) -> RunContext:
     run = store.get_run(session, run_id)
     script = run.script
+    values = run.parameters
+    if values is None:  # a run created without them (an older retry or schedule path)
+        values = run_parameters.defaults(run_parameters.from_json(script.parameters))
     return RunContext(
         run_id,
         f"{script.name} v{script.version}",
@@ -671,6 +783,9 @@ def _context(session: Session, run_id: int) -> RunContext:
         list(run.inputs),
         run.timeout_s,
         run.requested_by,
+        script.format or "py",
+        dict(values),
+        script.kind,
     )
 
 
@@ -680,6 +795,15 @@ def _not_owned(session: Session, run_ids: list[int], server_id: str) -> list[int
         return []
     still = set(session.scalars(select(Run.id).where(Run.id.in_(run_ids), store.owned(server_id))))
     return [run_id for run_id in run_ids if run_id not in still]
+
+
+def _stop_requests(session: Session, run_ids: list[int]) -> list[tuple[int, str]]:
+    rows = session.execute(
+        select(Run.id, Run.stop_requested_by).where(
+            Run.id.in_(run_ids), Run.stop_requested_at.is_not(None)
+        )
+    ).all()
+    return [(run_id, user or "another server") for run_id, user in rows]
 
 
 def _kill_requests(session: Session, run_ids: list[int]) -> list[tuple[int, str]]:
@@ -713,6 +837,13 @@ def _status_of(
         return "killed", active.kill_reason
     if reason == "timeout":
         return "timed_out", f"timed out after {ctx.timeout_s} s"
+    if reason == "stopped":
+        if exit_code == 0:
+            return "succeeded", f"stopped early by {active.stopped_by}; the model kept its best"
+        return "killed", (
+            f"stopped by {active.stopped_by}; the model did not stop cleanly in time "
+            f"(exit code {exit_code})"
+        )
     if exit_code == 0:
         return "succeeded", None
     return "failed", f"exit code {exit_code}"

@@ -46,6 +46,7 @@ class RunRequest:
     deadline_at: datetime | None = None
     retry: RetryPolicy | None = None
     channels: list[str] = field(default_factory=list)
+    parameters: dict[str, Any] = field(default_factory=dict)  # checked against the script later
 
 
 def _bad(field_name: str, message: str) -> Invalid:
@@ -78,6 +79,18 @@ def _config(value: Any) -> dict[str, Any]:
     size = len(json.dumps(value))
     if size > MAX_CONFIG_BYTES:
         raise _bad("config", f"config is {size} bytes as JSON; the limit is {MAX_CONFIG_BYTES}")
+    return value
+
+
+def _parameters(value: Any) -> dict[str, Any]:
+    """An object; its values are checked against the script's declaration when queued."""
+    if not isinstance(value, dict):
+        raise _bad("parameters", "parameters must be a JSON object")
+    size = len(json.dumps(value))
+    if size > MAX_CONFIG_BYTES:
+        raise _bad(
+            "parameters", f"parameters is {size} bytes as JSON; the limit is {MAX_CONFIG_BYTES}"
+        )
     return value
 
 
@@ -117,7 +130,17 @@ def _inputs(value: Any) -> list[InputSpec]:
 
 
 RUN_REQUEST_FIELDS = frozenset(
-    {"args", "config", "inputs", "timeout_s", "priority", "deadline_at", "retry", "channels"}
+    {
+        "args",
+        "config",
+        "parameters",
+        "inputs",
+        "timeout_s",
+        "priority",
+        "deadline_at",
+        "retry",
+        "channels",
+    }
 )
 
 
@@ -140,6 +163,7 @@ def parse_run_request(
         deadline_at=parse_deadline_at(body.get("deadline_at"), now),
         retry=parse_retry(body.get("retry")),
         channels=parse_channels(body.get("channels")),
+        parameters=_parameters(body.get("parameters", {})),
     )
 
 

@@ -106,6 +106,9 @@ _PLAIN = re.compile(
     re.IGNORECASE,
 )
 _MARKER_HINT = re.compile(r"::energyops |objective|results? written|progress|solver time", re.I)
+# a notebook run labels each output line with its cell: "[cell 3] Objective value: 1.5"
+_CELL_LABEL = re.compile(r"^\[(?:cell \d+|parameters|setup)\] ")
+SOLVER_KEYS = ("incumbent", "bound", "gap", "elapsed_s")
 
 
 def _number(value: Any) -> float | None:
@@ -117,9 +120,12 @@ def _number(value: Any) -> float | None:
 
 def parse_marker(text: str) -> dict[str, float | int] | None:
     """Metrics a line reports: ``::energyops {json}`` or the plain forms of API.md.
-    Returns keys among progress, objective_value, results_count, solver_time_ms."""
+    Returns keys among progress, objective_value, results_count, solver_time_ms and the
+    solver figures incumbent, bound, gap, elapsed_s. A notebook cell's label is skipped."""
     if not might_report(text):
         return None
+    if text.startswith("[") and (label := _CELL_LABEL.match(text)):
+        text = text[label.end() :]
     stripped = text.strip()
     if stripped.startswith(MARKER_PREFIX):
         return _parse_json_marker(stripped[len(MARKER_PREFIX) :])
@@ -163,6 +169,10 @@ def _parse_json_marker(payload: str) -> dict[str, float | int] | None:
         solver = float(data["solver_time_s"]) * 1000
     if solver is not None:
         found["solver_time_ms"] = round(solver)
+    for key in SOLVER_KEYS:
+        figure = _number(data.get(key))
+        if figure is not None:
+            found[key] = figure
     return found or None
 
 

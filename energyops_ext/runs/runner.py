@@ -34,7 +34,8 @@ class LineSink(Protocol):
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a process ended: ``reason`` is exit, killed or timeout."""
+    """How a process ended: ``reason`` is exit, stopped (it ended after a stop request; its
+    exit code says whether it stopped cleanly), killed or timeout."""
 
     reason: str
     exit_code: int | None
@@ -51,6 +52,15 @@ def _signal(pids: set[int], sig: int) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)
+
+
+def signal_tree(
+    root_pid: int | None, marker: bytes, sig: int, spare: Callable[[int], bool] | None = None
+) -> int:
+    """Send ``sig`` to every process of a run (as ``terminate_tree`` finds them); how many."""
+    found = {p for p in registry.run_processes(root_pid, marker) if spare is None or not spare(p)}
+    _signal(found, sig)
+    return len(found)
 
 
 def terminate_tree(
@@ -111,6 +121,7 @@ class RunProcess:
         self.start_time: int | None = None
         self._started = 0.0
         self._kill = asyncio.Event()
+        self._stop = asyncio.Event()
         self._drain_deadline: float | None = None
         self._reader: threading.Thread | None = None
 
@@ -140,6 +151,11 @@ class RunProcess:
     def request_kill(self) -> None:
         self._kill.set()
 
+    def request_stop(self) -> None:
+        """Ask the model to stop and keep its best: SIGINT, then SIGTERM after the grace,
+        then SIGKILL after another grace (``finish`` runs the steps)."""
+        self._stop.set()
+
     async def finish(self, timeout_s: float) -> Outcome:
         """Wait for exit, kill or timeout; then kill the tree, reap, drain. Never hangs on a
         grandchild holding the pipes."""
@@ -155,13 +171,16 @@ class RunProcess:
 
         loop.add_reader(pidfd, on_exit)
         kill: asyncio.Future[Any] = asyncio.ensure_future(self._kill.wait())
+        stop: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
         try:
             remaining = max(0.0, timeout_s - (time.monotonic() - self._started))
-            watched: set[asyncio.Future[Any]] = {exited, kill}
+            watched: set[asyncio.Future[Any]] = {exited, kill, stop}
             await asyncio.wait(watched, timeout=remaining, return_when="FIRST_COMPLETED")
             reason = "exit" if exited.done() else "killed" if kill.done() else "timeout"
+            if stop.done() and not exited.done() and not kill.done():
+                reason = await self._stop_steps(proc.pid, exited, kill, timeout_s)
             runtime_ms = round((time.monotonic() - self._started) * 1000)
-            grace = 0.0 if reason == "exit" else self.kill_grace_s
+            grace = 0.0 if reason in ("exit", "stopped") else self.kill_grace_s
             await asyncio.to_thread(terminate_tree, proc.pid, self.marker, grace, self.spare)
             if reason != "exit":
                 with contextlib.suppress(TimeoutError):
@@ -169,6 +188,7 @@ class RunProcess:
                 runtime_ms = round((time.monotonic() - self._started) * 1000)
         finally:
             kill.cancel()
+            stop.cancel()
             loop.remove_reader(pidfd)
             os.close(pidfd)
         exit_code = await asyncio.to_thread(proc.wait)
@@ -176,6 +196,31 @@ class RunProcess:
         if self._reader is not None:
             await asyncio.to_thread(self._reader.join, DRAIN_S + 1.0)
         return Outcome(reason, exit_code, runtime_ms)
+
+    async def _stop_steps(
+        self, pid: int, exited: asyncio.Future[None], kill: asyncio.Future[Any], timeout_s: float
+    ) -> str:
+        """SIGINT, then SIGTERM: each gets ``kill_grace_s`` to end the run. "stopped" once
+        the process exits (its exit code tells how), else what came first (kill, timeout),
+        else "stopped" after the SIGKILL that ``finish`` sends next."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            await asyncio.to_thread(signal_tree, pid, self.marker, sig, self.spare)
+            left = timeout_s - (time.monotonic() - self._started)
+            await asyncio.wait(
+                {exited, kill},
+                timeout=max(0.0, min(self.kill_grace_s, left)),
+                return_when="FIRST_COMPLETED",
+            )
+            if exited.done():
+                return "stopped"
+            if kill.done():
+                return "killed"
+            if left <= self.kill_grace_s:
+                return "timeout"
+        await asyncio.to_thread(signal_tree, pid, self.marker, signal.SIGKILL)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(exited), 5.0)
+        return "stopped"
 
     def _read_pipes(self) -> None:
         """Read stdout and stderr in chunks until both close (or the drain deadline)."""

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
 PROBE_TIMEOUT_S = 10.0
+NOTEBOOK_RUNNER = "energyops_ext.runs.nbrun"
+NOTEBOOK_OUTPUT = "notebook.ipynb"
 
 
 @dataclass(frozen=True)
@@ -175,10 +177,21 @@ def limits_prefix(settings: Settings, method: str) -> list[str]:
 
 
 def build_command(
-    info: SandboxInfo, settings: Settings, run_dir: Path, script: Path, args: list[str]
+    info: SandboxInfo,
+    settings: Settings,
+    run_dir: Path,
+    script: Path,
+    args: list[str],
+    *,
+    notebook_output: Path | None = None,
 ) -> list[str]:
-    """The argv of a run: limits, then isolation, then the script with its arguments."""
-    python = [sys.executable, "-u", str(script), *args]
+    """The argv of a run: limits, then isolation, then the script with its arguments, or
+    for a notebook (``notebook_output`` given) the notebook runner, which executes it with
+    papermill in the same sandbox."""
+    if notebook_output is not None:
+        python = [sys.executable, "-u", "-m", NOTEBOOK_RUNNER, str(script), str(notebook_output)]
+    else:
+        python = [sys.executable, "-u", str(script), *args]
     isolation: list[str] = []
     if info.mode == "bwrap":
         isolation = bwrap_prefix(run_dir, allow_network=settings.allow_network)
@@ -209,16 +222,26 @@ class RunPaths:
     def for_dir(cls, root: Path) -> RunPaths:
         return cls(root, root / "script.py", root / "input", root / "output", root / "tmp")
 
+    @property
+    def notebook(self) -> Path:
+        """Where a notebook run's uploaded notebook is written (the script of a .py run)."""
+        return self.root / "notebook.ipynb"
+
     def create(self) -> None:
         for path in (self.root, self.input_dir, self.output_dir, self.tmp_dir):
             path.mkdir(parents=True, exist_ok=True)
 
 
 def run_environment(
-    paths: RunPaths, run_id: int, model_type: str | None, config: dict[str, Any]
+    paths: RunPaths,
+    run_id: int,
+    model_type: str | None,
+    config: dict[str, Any],
+    parameters: dict[str, Any] | None = None,
 ) -> dict[str, str]:
     """The whole environment of a run: nothing of the server's is inherited."""
     config_json = json.dumps(config, separators=(",", ":"))
+    parameters_json = json.dumps(parameters or {}, separators=(",", ":"))
     python_bin = str(Path(sys.executable).parent)
     return {
         "PATH": f"{python_bin}:/usr/local/bin:/usr/bin:/bin",
@@ -229,6 +252,7 @@ def run_environment(
         "ENERGYOPS_RUN_ID": str(run_id),
         "ENERGYOPS_MODEL_TYPE": model_type or "",
         "ENERGYOPS_CONFIG": config_json,
+        "ENERGYOPS_PARAMETERS": parameters_json,
         "ENERGYOPS_INPUT_DIR": str(paths.input_dir),
         "ENERGYOPS_OUTPUT_DIR": str(paths.output_dir),
         "JOB_ID": str(run_id),

@@ -11,13 +11,25 @@ from sqlalchemy.orm import Session
 
 from ..config import Settings
 from ..db.models import Run, Script
-from ..errors import Invalid, NotFound, TooLarge, UnsupportedMediaType, check_name, format_size
+from ..errors import (
+    Conflict,
+    Invalid,
+    NotFound,
+    TooLarge,
+    UnsupportedMediaType,
+    check_name,
+    format_size,
+)
+from ..feed import add_activity
 from ..storage import sha256_hex
+from . import parameters as params
+from .notebooks import check_notebook
 
 KINDS = ("test", "model")
 MODEL_TYPES = ("DMO", "RMO", "SO")
 STATUSES = ("active", "archived")
-TEST_NAME = re.compile(r"^(test|experiment)_.+\.py$")
+TEST_NAME = re.compile(r"^(test|experiment)_.+\.(py|ipynb)$")
+FORMATS = {".py": "py", ".ipynb": "ipynb"}
 MAX_DESCRIPTION = 2000
 
 
@@ -31,6 +43,8 @@ class ScriptUpload:
     description: str | None
     data: bytes
     sha256: str
+    format: str = "py"
+    parameters: tuple[params.Parameter, ...] = ()
 
 
 def _field_error(field: str, message: str, code: str = "invalid_field") -> Invalid:
@@ -53,8 +67,8 @@ def check_kind(kind: str | None, model_type: str | None) -> tuple[str, str | Non
     return kind, model_type
 
 
-def check_source(data: bytes, name: str) -> None:
-    """Non-empty, text, UTF-8, and ``compile()`` passes (422 with line and column)."""
+def _text(data: bytes) -> str:
+    """Non-empty UTF-8 text (422 otherwise)."""
     if not data.strip():
         raise Invalid("file is empty", code="invalid_script", details={"field": "file"})
     if b"\x00" in data:
@@ -71,6 +85,13 @@ def check_source(data: bytes, name: str) -> None:
             code="invalid_script",
             details={"field": "file", "offset": exc.start},
         ) from None
+    return text
+
+
+def check_source(data: bytes, name: str) -> list[params.Parameter]:
+    """Non-empty, text, UTF-8, and ``compile()`` passes (422 with line and column); returns
+    the parameters its ``PARAMETERS`` literal declares."""
+    text = _text(data)
     try:
         compile(text, name, "exec", dont_inherit=True)
     except SyntaxError as exc:
@@ -82,6 +103,22 @@ def check_source(data: bytes, name: str) -> None:
         ) from None
     except ValueError as exc:
         raise Invalid(str(exc), code="invalid_script", details={"field": "file"}) from None
+    try:
+        return params.script_parameters(text)
+    except params.DeclarationError as exc:
+        where = f"line {exc.line}: " if exc.line else ""
+        raise Invalid(
+            f"{where}{exc.message}",
+            code="invalid_parameters",
+            details={"field": "file", "line": exc.line},
+        ) from None
+
+
+def check_file(data: bytes, name: str, fmt: str) -> list[params.Parameter]:
+    """The checks of a script (``py``) or a notebook (``ipynb``); its declared parameters."""
+    if fmt == "ipynb":
+        return check_notebook(_text(data), name)
+    return check_source(data, name)
 
 
 def validate_upload(
@@ -94,9 +131,10 @@ def validate_upload(
 ) -> ScriptUpload:
     """Every rule of an upload, in the order a client can fix them."""
     name = check_name(filename, "file name")
-    if not name.lower().endswith(".py"):
+    fmt = next((f for ext, f in FORMATS.items() if name.lower().endswith(ext)), None)
+    if fmt is None:
         raise UnsupportedMediaType(
-            f"only Python files (.py) can be uploaded; got {name!r}",
+            f"only Python files (.py) and notebooks (.ipynb) can be uploaded; got {name!r}",
             code="unsupported_file_type",
             details={"field": "file"},
         )
@@ -104,7 +142,7 @@ def validate_upload(
     if kind == "test" and settings.enforce_test_script_names and not TEST_NAME.match(name):
         raise _field_error(
             "file",
-            f"test scripts must be named test_*.py or experiment_*.py; got {name!r}",
+            f"test scripts must be named test_*.py or experiment_*.py (or .ipynb); got {name!r}",
             code="invalid_name",
         )
     limit = settings.max_test_script_bytes if kind == "test" else settings.max_model_bytes
@@ -118,8 +156,62 @@ def validate_upload(
         raise _field_error(
             "description", f"description is {len(description)} characters; the limit is 2000"
         )
-    check_source(data, name)
-    return ScriptUpload(name, kind, model_type, description or None, data, sha256_hex(data))
+    declared = check_file(data, name, fmt)
+    return ScriptUpload(
+        name,
+        kind,
+        model_type,
+        description or None,
+        data,
+        sha256_hex(data),
+        fmt,
+        tuple(declared),
+    )
+
+
+# --- storing a version ---
+
+
+def store_version(
+    session: Session, upload: ScriptUpload, key: str, user: str
+) -> tuple[dict[str, Any], bool, list[Any]]:
+    """A new version of ``upload.name`` stored under ``key``, or the latest version when its
+    content is the same (created False). Returns (script JSON, created, activities)."""
+    latest = latest_version(session, upload.name)
+    if latest is not None and latest.kind != upload.kind:
+        raise Conflict(
+            f"{upload.name} is already a {latest.kind} script; "
+            f"upload it with kind={latest.kind} or rename it",
+            details={"field": "kind"},
+        )
+    if latest is not None and latest.sha256 == upload.sha256:
+        return script_json(latest), False, []
+    script = Script(
+        kind=upload.kind,
+        model_type=upload.model_type,
+        name=upload.name,
+        version=(latest.version + 1) if latest else 1,
+        sha256=upload.sha256,
+        size=len(upload.data),
+        storage_key=key,
+        status="active",
+        description=upload.description,
+        uploaded_by=user,
+        format=upload.format,
+        parameters=params.to_json(list(upload.parameters)),
+    )
+    session.add(script)
+    session.flush()
+    activity = add_activity(
+        session,
+        type="script",
+        action="uploaded",
+        title=f"{script.name} v{script.version} uploaded",
+        entity_type="script",
+        entity_id=script.id,
+        user=user,
+    )
+    return script_json(script), True, [activity]
 
 
 # --- queries ---
@@ -134,6 +226,8 @@ def script_json(script: Script, last_run: dict[str, Any] | None = None) -> dict[
         "version": script.version,
         "sha256": script.sha256,
         "size": script.size,
+        "format": script.format or "py",
+        "parameters": script.parameters or [],
         "status": script.status,
         "description": script.description,
         "uploaded_by": script.uploaded_by,

@@ -12,6 +12,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, BinaryIO
 
 from sqlalchemy import func, select, update
@@ -20,16 +21,19 @@ from sqlalchemy.orm import Session
 
 from ..cluster import wakeups
 from ..db import utcnow
-from ..db.models import Run, Script
+from ..db.models import MarketSnapshot, Run, Script
 from ..errors import BadRequest, Conflict, NotFound, check_name
 from ..events import RUNS, Event, run_topic
 from ..feed import add_activity, announce
-from . import scripts, store
+from . import compare, scripts, store
+from . import parameters as run_parameters
 from .artifacts import artifact_key, list_artifacts, log_key, resolve_artifact, run_prefix
 from .engine import RunEngine, format_file_line
-from .inputs import parse_run_request
+from .inputs import InputSpec, RunRequest, parse_run_request
 from .logs import LEVELS
-from .sandbox import probe
+from .notebooks import notebook_html
+from .results import RESULTS_FILE, block_results
+from .sandbox import NOTEBOOK_OUTPUT, probe
 
 STREAMS = ("stdout", "stderr", "system")
 
@@ -88,43 +92,11 @@ class RunService:
         upload = await asyncio.to_thread(
             scripts.validate_upload, self.settings, filename, data, kind, model_type, description
         )
-        key = self.storage.new_key("scripts", ".py")
+        key = self.storage.new_key("scripts", f".{upload.format}")
         await asyncio.to_thread(self.storage.put, key, upload.data)
 
         def save(session: Session) -> tuple[dict[str, Any], bool, list[Any]]:
-            latest = scripts.latest_version(session, upload.name)
-            if latest is not None and latest.kind != upload.kind:
-                raise Conflict(
-                    f"{upload.name} is already a {latest.kind} script; "
-                    f"upload it with kind={latest.kind} or rename it",
-                    details={"field": "kind"},
-                )
-            if latest is not None and latest.sha256 == upload.sha256:
-                return scripts.script_json(latest), False, []
-            script = Script(
-                kind=upload.kind,
-                model_type=upload.model_type,
-                name=upload.name,
-                version=(latest.version + 1) if latest else 1,
-                sha256=upload.sha256,
-                size=len(upload.data),
-                storage_key=key,
-                status="active",
-                description=upload.description,
-                uploaded_by=user,
-            )
-            session.add(script)
-            session.flush()
-            activity = add_activity(
-                session,
-                type="script",
-                action="uploaded",
-                title=f"{script.name} v{script.version} uploaded",
-                entity_type="script",
-                entity_id=script.id,
-                user=user,
-            )
-            return scripts.script_json(script), True, [activity]
+            return scripts.store_version(session, upload, key, user)
 
         try:
             data_out, created, activities = await self.db.write(save)
@@ -252,12 +224,14 @@ class RunService:
                     f"script {script_id} ({script.name} v{script.version}) is "
                     "archived; restore it to run it"
                 )
+            values, inputs = _run_parameters(session, script, request)
             run = Run(
                 script=script,
                 status="queued",
                 args=request.args,
                 config=request.config,
-                inputs=[i.to_json() for i in request.inputs],
+                inputs=inputs,
+                parameters=values,
                 priority=request.priority,
                 timeout_s=request.timeout_s,
                 requested_by=user,
@@ -306,6 +280,89 @@ class RunService:
             )
         await self._stop_run(run_id, f"killed by {user}", user, wait=False)
         return await self.get_run(run_id)
+
+    async def request_stop(self, run_id: int, user: str) -> dict[str, Any]:
+        """Ask a running model to stop and keep its best (the run ends ``succeeded`` with
+        ``stopped_early``, or ``killed``); a queued run is cancelled. The request is stored
+        on the run: its owner, here or on another server or worker, acts on it."""
+        status = await self.db.read(lambda s: store.get_run(s, run_id).status)
+        if status not in store.ACTIVE:
+            raise Conflict(
+                f"run {run_id} has already finished ({status})",
+                code="run_finished",
+                details={"status": status},
+            )
+        if not await self.db.write(lambda s: _request_stop(s, run_id, user)):
+            status = await self.db.read(lambda s: store.get_run(s, run_id).status)
+            if status == "queued":
+                await self._stop_run(run_id, f"stopped by {user} before it started", user, False)
+                return await self.get_run(run_id)
+            if status not in store.ACTIVE:
+                raise Conflict(
+                    f"run {run_id} has already finished ({status})",
+                    code="run_finished",
+                    details={"status": status},
+                )
+        active = self.engine.active.get(run_id)
+        if active is not None:
+            active.stop(user)
+        await self._activity(run_id, user, "stop_requested", f"Run {run_id}: stop requested")
+        return await self.get_run(run_id)
+
+    async def notebook(self, run_id: int, fmt: str) -> tuple[bytes, str]:
+        """The executed notebook of a notebook run: (body, content type)."""
+        run = await self.get_run(run_id)
+        if run["format"] != "ipynb":
+            raise NotFound(
+                f"run {run_id} is not a notebook run ({run['script_name']})",
+                code="not_a_notebook",
+            )
+        try:
+            download = await self.artifact(run_id, NOTEBOOK_OUTPUT)
+        except NotFound:
+            raise NotFound(
+                f"run {run_id} has no executed notebook yet ({run['status']})",
+                code="notebook_not_found",
+            ) from None
+        data = await asyncio.to_thread(_read_all, download)
+        if fmt == "html":
+            html = await asyncio.to_thread(notebook_html, data)
+            return html.encode("utf-8"), "text/html; charset=UTF-8"
+        return data, "application/x-ipynb+json"
+
+    async def compare_runs(self, ids: tuple[int, int]) -> dict[str, Any]:
+        def read(session: Session) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+            runs = [store.get_run(session, run_id) for run_id in ids]
+            return [store.run_json(r) for r in runs], [scripts.script_json(r.script) for r in runs]
+
+        runs, versions = await self.db.read(read)
+        blocks = [await self._block_results(run["id"]) for run in runs]
+        return compare.compare(runs[0], runs[1], (versions[0], versions[1]), (blocks[0], blocks[1]))
+
+    async def _block_results(self, run_id: int) -> dict[tuple[str, int], float] | None:
+        try:
+            download = await self.artifact(run_id, RESULTS_FILE)
+        except NotFound:
+            return None
+        data = await asyncio.to_thread(_read_all, download)
+        return block_results(data.decode("utf-8", "replace")) or None
+
+    async def _activity(self, run_id: int, user: str, action: str, title: str) -> None:
+        def write(session: Session) -> list[Any]:
+            return [
+                add_activity(
+                    session,
+                    type="run",
+                    action=action,
+                    title=title,
+                    entity_type="run",
+                    entity_id=run_id,
+                    status="running",
+                    user=user,
+                )
+            ]
+
+        announce(self.hub, await self.db.write(write))
 
     async def _stop_run(self, run_id: int, reason: str, user: str, wait: bool = True) -> None:
         active = self.engine.active.get(run_id)
@@ -356,21 +413,7 @@ class RunService:
         raise Conflict(f"run {run_id} did not end after its kill was requested; try again")
 
     async def _kill_activity(self, run_id: int, user: str) -> None:
-        def write(session: Session) -> list[Any]:
-            return [
-                add_activity(
-                    session,
-                    type="run",
-                    action="killed",
-                    title=f"Run {run_id} killed",
-                    entity_type="run",
-                    entity_id=run_id,
-                    status="running",
-                    user=user,
-                )
-            ]
-
-        announce(self.hub, await self.db.write(write))
+        await self._activity(run_id, user, "killed", f"Run {run_id} killed")
 
     # --- logs ---
 
@@ -464,6 +507,45 @@ class RunService:
         return Download(name, lambda: self.storage.open(key))
 
 
+def _latest_price_day(session: Session) -> str | None:
+    day = session.scalar(
+        select(func.max(MarketSnapshot.date)).where(MarketSnapshot.dam_price.is_not(None))
+    )
+    return day.isoformat() if day is not None else None
+
+
+def _run_parameters(
+    session: Session, script: Script, request: RunRequest
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """The run's parameter values (checked, defaults filled in, ``latest`` dates resolved)
+    and its inputs (those asked for, plus the day of each date parameter with an input
+    dataset whose kind was not asked for)."""
+    declared = run_parameters.from_json(script.parameters)
+    if request.args and (script.format or "py") == "ipynb":
+        raise BadRequest(
+            "args apply to .py scripts; notebooks take parameters",
+            code="invalid_field",
+            details={"field": "args"},
+        )
+    values = run_parameters.resolve(declared, request.parameters)
+    inputs = list(request.inputs)
+    asked = {spec.kind for spec in inputs}
+    for param in declared:
+        if param.type != "date" or values[param.name] is None:
+            continue
+        if values[param.name] == run_parameters.LATEST:
+            latest = _latest_price_day(session)
+            if latest is None:
+                raise run_parameters.rule_error(
+                    param.name, "date", f"parameter {param.name!r}: no day has DAM prices yet"
+                )
+            values[param.name] = latest
+        if param.input and param.input not in asked:
+            day = date.fromisoformat(values[param.name])
+            inputs.append(InputSpec(param.input, day, day))
+    return values, [spec.to_json() for spec in inputs]
+
+
 def _log_text(session: Session, run_id: int) -> str:
     lines = store.read_lines(session, run_id, 0, None)
     return "".join(format_file_line(line) for line in lines)  # type: ignore[arg-type]
@@ -473,6 +555,27 @@ def _script_runs(session: Session, script_id: int) -> tuple[list[int], list[int]
     scripts.get_script(session, script_id)
     rows = session.execute(select(Run.id, Run.status).where(Run.script_id == script_id)).all()
     return [r[0] for r in rows], [r[0] for r in rows if r[1] in store.ACTIVE]
+
+
+def _read_all(download: Download) -> bytes:
+    with download.open() as fh:
+        return fh.read()
+
+
+def _request_stop(session: Session, run_id: int, user: str) -> bool:
+    """Store a stop request on a running run and wake its owner; False when not running."""
+    result = session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.status == "running")
+        .values(
+            stop_requested_at=func.coalesce(Run.stop_requested_at, utcnow()),
+            stop_requested_by=func.coalesce(Run.stop_requested_by, user),
+        )
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        return False
+    wakeups.wake(session, wakeups.CONTROL, f"stop {run_id}")
+    return True
 
 
 def _request_kill(session: Session, run_id: int, user: str) -> bool:

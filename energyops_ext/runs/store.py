@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, object_session
 from ..db.models import LogLine, Run, Script
 from ..errors import NotFound
 from ..notify import display_url
-from .logs import LEVEL_RANK, LEVELS, Batch, Line, iso_ts
+from .logs import LEVEL_RANK, LEVELS, SOLVER_KEYS, Batch, Line, iso_ts
 
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "killed", "timed_out", "lost")
@@ -75,6 +75,13 @@ def run_json(run: Run) -> dict[str, Any]:
         "not_before": _iso(run.not_before),
         "retry_outcome": run.retry_outcome,
         "attempts": chain_attempts(run),
+        "format": script.format or "py",
+        "parameters": run.parameters,
+        "stop_requested_at": _iso(run.stop_requested_at),
+        "stop_requested_by": run.stop_requested_by,
+        "stopped_early": bool(run.stopped_early),
+        "input_hashes": run.input_hashes,
+        "solver": run.solver,
     }
 
 
@@ -244,10 +251,17 @@ def insert_lines(session: Session, run_id: int, records: list[Line]) -> None:
         )
 
 
+def solver_figures(metrics: dict[str, float | int]) -> dict[str, float]:
+    """The last incumbent / bound / gap / elapsed a model reported (run.solver)."""
+    return {k: float(metrics[k]) for k in SOLVER_KEYS if k in metrics}
+
+
 def write_batch(session: Session, run_id: int, batch: Batch) -> None:
     insert_lines(session, run_id, batch.records)
     values: dict[str, Any] = {"line_count": batch.line_count, "error_count": batch.error_count}
     values.update({k: v for k, v in batch.metrics.items() if k in METRIC_COLUMNS})
+    if solver := solver_figures(batch.metrics):
+        values["solver"] = solver
     session.execute(update(Run).where(Run.id == run_id).values(**values))
 
 

@@ -86,6 +86,7 @@ async def test_model_run_reports_results_env_artifacts_and_events(
         "ENERGYOPS_RUN_ID",
         "ENERGYOPS_MODEL_TYPE",
         "ENERGYOPS_CONFIG",
+        "ENERGYOPS_PARAMETERS",
         "ENERGYOPS_INPUT_DIR",
         "ENERGYOPS_OUTPUT_DIR",
         "JOB_ID",

@@ -73,6 +73,7 @@ def test_environment_is_exactly_the_contract(tmp_path: Path) -> None:
         "ENERGYOPS_RUN_ID",
         "ENERGYOPS_MODEL_TYPE",
         "ENERGYOPS_CONFIG",
+        "ENERGYOPS_PARAMETERS",
         "ENERGYOPS_INPUT_DIR",
         "ENERGYOPS_OUTPUT_DIR",
         "JOB_ID",
@@ -82,6 +83,9 @@ def test_environment_is_exactly_the_contract(tmp_path: Path) -> None:
     assert env["TMPDIR"].startswith(str(paths.root)) and env["HOME"] == str(paths.root)
     assert env["CONFIG"] == env["ENERGYOPS_CONFIG"] == '{"a":1}'
     assert env["JOB_ID"] == env["ENERGYOPS_RUN_ID"] == "5"
+    assert env["ENERGYOPS_PARAMETERS"] == "{}"
+    with_values = run_environment(paths, 5, "SO", {}, {"mode": "lp", "capacity_mw": 50.0})
+    assert with_values["ENERGYOPS_PARAMETERS"] == '{"mode":"lp","capacity_mw":50.0}'
 
 
 def test_process_identity_and_marker_scan(tmp_path: Path) -> None:
