@@ -401,3 +401,20 @@ async def test_a_scheduled_run_that_fails_is_retried_with_the_schedule_carried(
     shown = body(await api("GET", f"schedules/{schedule['id']}"))
     assert shown["last_outcome"] == "failed"
     assert [a["status"] for a in shown["last_fire"]["attempts"]] == ["failed", "failed"]
+
+
+async def test_deleting_the_script_of_a_fixed_version_deletes_its_schedules(
+    api: Fetch, services: Services, fleet: Fleet
+) -> None:
+    sid = await a_script(api)
+    await a_script(api, "test_other.py")
+    fixed = await create_schedule(api, script_id=sid, cron="0 * * * *")
+    by_name = await create_schedule(api, script_name="test_other.py", cron="0 * * * *")
+    fleet.clock.at(fixed["next_fires"][0], plus_s=1)
+    await fleet.race()
+    (fire,) = body(await api("GET", f"schedules/{fixed['id']}/fires"))["items"]
+    await wait_for(api, fire["run_id"])
+    assert (await api("DELETE", f"scripts/{sid}")).code == 204
+    assert_error(await api("GET", f"schedules/{fixed['id']}"), 404, "schedule_not_found")
+    assert fire_rows(services, fixed["id"]) == []
+    assert body(await api("GET", f"schedules/{by_name['id']}"))["script_name"] == "test_other.py"
