@@ -14,6 +14,7 @@ from traitlets import Bool, Integer, Unicode
 from ..cli import EnergyOpsCommand
 from ..errors import EnergyOpsError
 from ..events import EventHub
+from ..notify import set_global_channels
 from ..storage import open_storage
 from .schemas import KINDS
 
@@ -52,6 +53,7 @@ class IngestApp(EnergyOpsCommand):
         path = Path(self.extra_args[0])
         settings = self.energyops_settings()
         db = self.open_database()
+        set_global_channels(db.write_engine, settings.notification_urls, settings.delivery_attempts)
         storage = open_storage(
             settings.storage_url, default_root=settings.files_dir, options=settings.storage_options
         )

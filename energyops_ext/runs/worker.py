@@ -32,6 +32,7 @@ from ..config import Settings
 from ..db import Database, utcnow
 from ..db.models import Run
 from ..events import EventHub
+from ..notify import set_global_channels
 from ..storage import open_storage
 from . import store
 from .engine import RunEngine
@@ -95,6 +96,7 @@ async def _run(spec: WorkerRun, address: str | None) -> dict[str, Any]:
     for path in (settings.sandbox_dir, settings.logs_dir, settings.files_dir):
         path.mkdir(parents=True, exist_ok=True)
     db = Database(settings.db_url, reader_threads=2)
+    set_global_channels(db.write_engine, settings.notification_urls, settings.delivery_attempts)
     hub = EventHub()
     hub.bind_loop(asyncio.get_running_loop())
     relay = EventRelay(db, hub, me.id, poll_s=settings.poll_s, log=log, receive=False)

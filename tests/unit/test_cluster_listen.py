@@ -254,7 +254,7 @@ def test_an_unreachable_server_is_retried_without_raising(
     assert not listener.wait_connected(0)
     assert listener.connects == 0
     assert all("s3cret" not in r.getMessage() for r in failures())
-    assert "eo:***@127.0.0.1:1/x" in failures()[0].getMessage()
+    assert "postgresql://***@127.0.0.1:1/x" in failures()[0].getMessage()
     started = time.monotonic()
     listener.stop()
     assert time.monotonic() - started < 1.0
