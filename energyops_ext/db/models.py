@@ -140,6 +140,8 @@ class Schedule(Base):
     args: Mapped[list[str]] = mapped_column(JSON, default=list)
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     inputs: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # as given; checked against the version that fires (its declared parameters)
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     priority: Mapped[int] = mapped_column(Integer, default=0)
     timeout_s: Mapped[int] = mapped_column(Integer)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from ..cluster import wakeups
 from ..db.models import Schedule, ScheduleFire
+from ..errors import EnergyOpsError
 from ..events import RUNS, Event, run_topic
 from ..events.types import SCHEDULES
 from ..feed import add_activity, add_notification
@@ -149,35 +150,22 @@ def _missed_note(
 def _queue_run(
     session: Session, schedule: Schedule, fire_id: int, slot: datetime, tz: Any, server_id: str
 ) -> Published:
-    out = Published()
     title = store.title_of(schedule)
     script = store.script_to_run(session, schedule)
-    fires: Any = ScheduleFire.__table__
     if isinstance(script, str):
-        reason = f"not run: {script}"
-        session.execute(
-            update(fires).where(fires.c.id == fire_id).values(status="skipped", reason=reason)
-        )
-        note = add_notification(
-            session,
-            type="schedule_skipped",
-            category="schedule",
-            severity="error",
-            title=f"{title}: the {clock_text(slot, tz)} slot did not run",
-            message=reason,
-            entity_type="schedule",
-            entity_id=schedule.id,
-            user=schedule.created_by,
-        )
-        queue_deliveries(session, note, schedule.channels)
-        out.notifications.append(note)
-        out.events.append(_slot_event("schedule.missed", schedule, slot, None, reason, server_id))
-        return out
+        return _skip(session, schedule, fire_id, slot, tz, server_id, f"not run: {script}")
+    try:
+        parameters, inputs = store.run_parameters(session, script, schedule)
+    except EnergyOpsError as exc:  # the version that fires declares other parameters
+        reason = f"not run: {script.name} v{script.version}: {exc.message}"
+        return _skip(session, schedule, fire_id, slot, tz, server_id, reason)
+    out = Published()
     run = store.new_run(
         script,
         args=schedule.args,
         config=schedule.config,
-        inputs=schedule.inputs,
+        parameters=parameters,
+        inputs=inputs,
         priority=schedule.priority,
         timeout_s=schedule.timeout_s,
         requested_by=schedule.created_by,
@@ -188,6 +176,7 @@ def _queue_run(
     )
     session.add(run)
     session.flush()
+    fires: Any = ScheduleFire.__table__
     session.execute(update(fires).where(fires.c.id == fire_id).values(run_id=run.id))
     wakeups.wake(session, wakeups.QUEUE, str(run.id))
     out.activities.append(
@@ -210,4 +199,36 @@ def _queue_run(
         _slot_event("schedule.fired", schedule, slot, run.id, None, server_id),
     ]
     out.queued.append(run.id)
+    return out
+
+
+def _skip(
+    session: Session,
+    schedule: Schedule,
+    fire_id: int,
+    slot: datetime,
+    tz: Any,
+    server_id: str,
+    reason: str,
+) -> Published:
+    """A due slot that cannot run: the row says why, a notification and an event too."""
+    out = Published()
+    fires: Any = ScheduleFire.__table__
+    session.execute(
+        update(fires).where(fires.c.id == fire_id).values(status="skipped", reason=reason)
+    )
+    note = add_notification(
+        session,
+        type="schedule_skipped",
+        category="schedule",
+        severity="error",
+        title=f"{store.title_of(schedule)}: the {clock_text(slot, tz)} slot did not run",
+        message=reason,
+        entity_type="schedule",
+        entity_id=schedule.id,
+        user=schedule.created_by,
+    )
+    queue_deliveries(session, note, schedule.channels)
+    out.notifications.append(note)
+    out.events.append(_slot_event("schedule.missed", schedule, slot, None, reason, server_id))
     return out

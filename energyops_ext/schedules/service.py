@@ -220,7 +220,7 @@ class ScheduleService:
         now = self.clock()
 
         def write(session: Session) -> tuple[dict[str, Any], list[Any]]:
-            store.check_script(session, spec.script_id, spec.script_name)
+            store.check_script(session, spec.script_id, spec.script_name, spec.parameters)
             schedule = Schedule(anchor_at=now, created_by=user, created_at=now, updated_at=now)
             _apply(schedule, spec)
             session.add(schedule)
@@ -265,8 +265,8 @@ class ScheduleService:
         def write(session: Session) -> tuple[dict[str, Any], str, list[Any]]:
             schedule = store.get_schedule(session, schedule_id)
             spec = parse_schedule(merge_patch(store.schedule_body(schedule), patch), self.settings)
-            if "script_id" in patch or "script_name" in patch:
-                store.check_script(session, spec.script_id, spec.script_name)
+            if patch.keys() & {"script_id", "script_name", "parameters"}:
+                store.check_script(session, spec.script_id, spec.script_name, spec.parameters)
             resumed = spec.enabled and not schedule.enabled
             paused = schedule.enabled and not spec.enabled
             retimed = (spec.cron.expr, spec.timezone) != (schedule.cron, schedule.timezone)
@@ -332,6 +332,7 @@ def _apply(schedule: Schedule, spec: ScheduleSpec) -> None:
     schedule.timezone = spec.timezone
     schedule.args = spec.args
     schedule.config = spec.config
+    schedule.parameters = spec.parameters
     schedule.inputs = spec.inputs
     schedule.priority = spec.priority
     schedule.timeout_s = spec.timeout_s

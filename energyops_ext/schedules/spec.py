@@ -15,7 +15,7 @@ from ..runs.inputs import parse_run_request
 from .cron import Cron, parse_cron, parse_deadline, zone
 from .policy import RetryPolicy, parse_channels, parse_lateness, parse_retry
 
-RUN_FIELDS = frozenset({"args", "config", "inputs", "priority", "timeout_s"})
+RUN_FIELDS = frozenset({"args", "config", "parameters", "inputs", "priority", "timeout_s"})
 OWN_FIELDS = frozenset(
     {
         "name",
@@ -51,6 +51,7 @@ class ScheduleSpec:
     name: str | None = None
     args: list[str] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
     inputs: list[dict[str, Any]] = field(default_factory=list)
     priority: int = 0
     timeout_s: int = 600
@@ -117,6 +118,7 @@ def parse_schedule(body: dict[str, Any], settings: Settings) -> ScheduleSpec:
         name=_name(body.get("name")),
         args=run.args,
         config=run.config,
+        parameters=run.parameters,
         inputs=[i.to_json() for i in run.inputs],
         priority=run.priority,
         timeout_s=run.timeout_s,

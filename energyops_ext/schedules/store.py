@@ -17,7 +17,11 @@ from sqlalchemy.orm import Session
 from ..db.models import DeadlineNotice, Run, Schedule, ScheduleFire, Script
 from ..errors import Invalid, NotFound
 from ..notify import display_url
+from ..runs import inputs as run_inputs
+from ..runs import parameters as run_params
 from ..runs import store as run_store
+from ..runs.inputs import RunRequest
+from ..runs.service import _run_parameters as resolve_run_parameters  # a run request's rules
 from .cron import Cron, deadline_of, local_iso, next_fires, parse_cron, zone
 from .policy import RetryPolicy
 
@@ -59,20 +63,48 @@ def chain_id() -> ColumnElement[int]:
     return func.coalesce(Run.first_run_id, Run.id)
 
 
-def check_script(session: Session, script_id: int | None, script_name: str | None) -> None:
-    """The script a schedule names exists (422 naming the field otherwise)."""
-    if script_id is not None and session.get(Script, script_id) is None:
+def check_script(
+    session: Session,
+    script_id: int | None,
+    script_name: str | None,
+    parameters: dict[str, Any],
+) -> None:
+    """The script a schedule names exists, and the parameters fit what it declares (422
+    naming the field or the parameter otherwise)."""
+    script = session.get(Script, script_id) if script_id is not None else None
+    if script_id is not None and script is None:
         raise Invalid(
             f"script_id {script_id} does not exist",
             code="invalid_field",
             details={"field": "script_id"},
         )
-    if script_name is not None and active_version(session, script_name) is None:
-        raise Invalid(
-            f"script_name {script_name!r} has no active version",
-            code="invalid_field",
-            details={"field": "script_name"},
-        )
+    if script_name is not None:
+        script = active_version(session, script_name)
+        if script is None:
+            raise Invalid(
+                f"script_name {script_name!r} has no active version",
+                code="invalid_field",
+                details={"field": "script_name"},
+            )
+    assert script is not None
+    declared = run_params.from_json(script.parameters)
+    run_params.resolve(declared, parameters)
+
+
+def run_parameters(
+    session: Session, script: Script, schedule: Schedule
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The parameter values and inputs of a fire, as a run request would get them (checked
+    against the version that fires, defaults filled in, ``latest`` dates resolved)."""
+    request = RunRequest(
+        args=list(schedule.args),
+        config=dict(schedule.config),
+        inputs=run_inputs._inputs(schedule.inputs),
+        timeout_s=schedule.timeout_s,
+        priority=schedule.priority,
+        parameters=dict(schedule.parameters or {}),
+    )
+    return resolve_run_parameters(session, script, request)
 
 
 def active_version(session: Session, name: str) -> Script | None:
@@ -110,6 +142,7 @@ def schedule_body(schedule: Schedule) -> dict[str, Any]:
         "timezone": schedule.timezone,
         "args": schedule.args,
         "config": schedule.config,
+        "parameters": schedule.parameters,
         "inputs": schedule.inputs,
         "priority": schedule.priority,
         "timeout_s": schedule.timeout_s,
@@ -137,6 +170,7 @@ def schedule_json(
         "timezone": schedule.timezone,
         "args": schedule.args,
         "config": schedule.config,
+        "parameters": schedule.parameters,
         "inputs": schedule.inputs,
         "priority": schedule.priority,
         "timeout_s": schedule.timeout_s,
@@ -274,6 +308,7 @@ def new_run(
     *,
     args: list[str],
     config: dict[str, Any],
+    parameters: dict[str, Any],
     inputs: list[dict[str, Any]],
     priority: int,
     timeout_s: int,
@@ -289,6 +324,7 @@ def new_run(
         status="queued",
         args=list(args),
         config=dict(config),
+        parameters=parameters,
         inputs=list(inputs),
         priority=priority,
         timeout_s=timeout_s,

@@ -257,6 +257,7 @@ def _next_attempt(
         status="queued",
         args=list(run.args),
         config=dict(run.config),
+        parameters=run.parameters,
         inputs=list(run.inputs),
         priority=run.priority,
         timeout_s=run.timeout_s,

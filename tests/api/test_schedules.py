@@ -418,3 +418,43 @@ async def test_deleting_the_script_of_a_fixed_version_deletes_its_schedules(
     assert_error(await api("GET", f"schedules/{fixed['id']}"), 404, "schedule_not_found")
     assert fire_rows(services, fixed["id"]) == []
     assert body(await api("GET", f"schedules/{by_name['id']}"))["script_name"] == "test_other.py"
+
+
+PARAMETERIZED = """import json, os
+PARAMETERS = {"capacity_mw": {"type": "float", "default": 50, "min": 0, "max": 500}}
+print("capacity", json.loads(os.environ["ENERGYOPS_PARAMETERS"])["capacity_mw"])
+"""
+
+
+async def test_parameters_are_checked_at_creation_and_against_the_version_that_fires(
+    api: Fetch, services: Services, fleet: Fleet
+) -> None:
+    await a_script(api, "test_param.py", PARAMETERIZED)
+    bad = await api(
+        "POST",
+        "schedules",
+        json={"script_name": "test_param.py", "parameters": {"capacity_mw": 600}, **DAILY_9},
+    )
+    error = assert_error(bad, 422, "invalid_parameter")
+    assert error["message"] == "parameter 'capacity_mw' must be between 0 and 500; got 600"
+    schedule = await create_schedule(
+        api, script_name="test_param.py", parameters={"capacity_mw": 120}, cron="0 * * * *"
+    )
+    assert schedule["parameters"] == {"capacity_mw": 120}
+    fleet.clock.at(schedule["next_fires"][0], plus_s=1)
+    await fleet.race()
+    (fire,) = body(await api("GET", f"schedules/{schedule['id']}/fires"))["items"]
+    done = await wait_for(api, fire["run_id"])
+    assert done["status"] == "succeeded" and done["parameters"] == {"capacity_mw": 120.0}
+    lines = body(await api("GET", f"runs/{done['id']}/logs"))["items"]
+    assert "capacity 120.0" in [line["text"] for line in lines]
+
+    await a_script(api, "test_param.py", "print('no parameters any more')\n")  # v2
+    fleet.clock.at(schedule["next_fires"][1], plus_s=1)
+    await fleet.race()
+    latest = body(await api("GET", f"schedules/{schedule['id']}/fires"))["items"][0]
+    assert latest["status"] == "skipped" and latest["run_id"] is None
+    assert latest["reason"] == (
+        "not run: test_param.py v2: unknown parameter 'capacity_mw' "
+        "(the script declares no parameters)"
+    )
