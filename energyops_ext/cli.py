@@ -98,8 +98,19 @@ class UpApp(EnergyOpsCommand):
         try:
             if self.seed:
                 from .ingest.demo import seed_if_empty
+                from .models import install_reference_models
+                from .storage import open_storage
 
                 print(seed_if_empty(db), flush=True)
+                storage = open_storage(
+                    settings.storage_url,
+                    default_root=settings.files_dir,
+                    options=settings.storage_options,
+                )
+                print(
+                    install_reference_models(settings, db, storage, only_if_no_scripts=True),
+                    flush=True,
+                )
         finally:
             db.close()
         lab_token = os.environ.get("ENERGYOPS_LAB_TOKEN") or secrets.token_hex(24)

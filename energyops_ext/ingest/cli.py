@@ -114,12 +114,20 @@ class DemoDataApp(EnergyOpsCommand):
         except ValueError:
             print(f"--start must be YYYY-MM-DD, got {self.start_date!r}", file=sys.stderr)
             self.exit(2)
+        from ..models import install_reference_models
+
+        settings = self.energyops_settings()
         db = self.open_database()
+        storage = open_storage(
+            settings.storage_url, default_root=settings.files_dir, options=settings.storage_options
+        )
         try:
             written = load(db, first, self.days, self.seed)
+            models = install_reference_models(settings, db, storage)
         finally:
             db.close()
         print(
             f"demo data for {self.days} days from {first.isoformat()}: "
             + ", ".join(f"{n} {kind} rows" for kind, n in written.items())
         )
+        print(models)

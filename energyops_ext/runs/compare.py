@@ -46,19 +46,27 @@ def _figure(run_a: dict[str, Any], run_b: dict[str, Any], key: str) -> dict[str,
 def block_diff(
     a: dict[tuple[str, int], float] | None, b: dict[tuple[str, int], float] | None
 ) -> dict[str, Any] | None:
-    """Per (date, block) values of both runs and B - A, where both have block results."""
+    """Per block values of both runs and B - A, where both have block results. Two one-day
+    results (today's run against yesterday's) pair by block; otherwise by date and block."""
     if not a or not b:
         return None
-    keys = sorted(set(a) | set(b))
+    days_a, days_b = sorted({d for d, _ in a}), sorted({d for d, _ in b})
+    if len(days_a) == 1 and len(days_b) == 1:
+        pairs = [
+            ((days_a[0], k), (days_b[0], k)) for k in sorted({k for _, k in a} | {k for _, k in b})
+        ]
+    else:
+        pairs = [(key, key) for key in sorted(set(a) | set(b))]
     rows = [
         {
-            "date": day,
-            "block": block,
-            "a": a.get((day, block)),
-            "b": b.get((day, block)),
-            "diff": _delta(a.get((day, block)), b.get((day, block))),
+            "date_a": key_a[0],
+            "date_b": key_b[0],
+            "block": key_a[1],
+            "a": a.get(key_a),
+            "b": b.get(key_b),
+            "diff": _delta(a.get(key_a), b.get(key_b)),
         }
-        for day, block in keys
+        for key_a, key_b in pairs
     ]
     diffs = [abs(float(r["diff"])) for r in rows if r["diff"] is not None]
     return {

@@ -17,8 +17,8 @@ from energyops_ext.events import run_topic
 
 from .cluster import Node, cluster, owner_and_other
 from .conftest import Fetch, assert_error, body
-from .models_helpers import log_texts
-from .runs_helpers import FAST_RUNS, script_id, start_run, wait_for, wait_until
+from .models_helpers import log_texts, notebook
+from .runs_helpers import FAST_RUNS, script_id, start_run, upload, wait_for, wait_until
 from .wsclient import EventsClient
 
 WsFetch = Callable[..., Awaitable[WebSocketClientConnection]]
@@ -181,3 +181,25 @@ def test_a_stop_through_another_server_reaches_the_owner(pair: list[Node]) -> No
     ended = other.finished(run["id"], within=15)
     assert ended["status"] == "succeeded" and ended["stopped_early"] is True
     assert ended["server_id"] == run["server_id"]
+
+
+async def test_stop_of_a_notebook_interrupts_its_solver_and_runs_the_rest(api: Fetch) -> None:
+    solve, report = LONG_MILP.split('print("solving", flush=True)\n')
+    source = notebook(
+        solve + 'print("solving", flush=True)\nsdk.solve_highs(h, stop, every_s=0.2)',
+        report.replace("sdk.solve_highs(h, stop, every_s=0.2)\n", ""),
+    )
+    response = await upload(api, "test_long_milp.ipynb", source)
+    assert response.code == 201, response.body
+    run = await start_run(api, body(response)["id"])
+
+    async def solving() -> bool:
+        return await _seen(api, run["id"], '[cell 2] ::energyops {"incumbent"')
+
+    await wait_until(solving, timeout_s=30)
+    assert (await api("POST", f"runs/{run['id']}/stop")).code == 202
+    done = await wait_for(api, run["id"], timeout_s=30)
+    assert done["status"] == "succeeded" and done["stopped_early"] is True, done
+    texts = await log_texts(api, run["id"])
+    assert "[cell 3] model status Interrupted by user stopped True" in texts
+    assert done["results_count"] == 120 and done["objective_value"] > 3000

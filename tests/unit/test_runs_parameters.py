@@ -11,7 +11,7 @@ from energyops_ext.errors import Invalid
 from energyops_ext.runs import parameters as params
 from energyops_ext.runs.parameters import DeclarationError, Parameter
 
-SCRIPT = '''
+SCRIPT = """
 import sys
 PARAMETERS = {
     "date": {"type": "date", "default": "latest", "input": "market-snapshot", "help": "day"},
@@ -23,9 +23,9 @@ PARAMETERS = {
     "seed": {"type": "int"},
 }
 print(sys.argv)
-'''
+"""
 
-CELL = '''from typing import Literal
+CELL = """from typing import Literal
 from datetime import date
 day: str = "2025-01-01"  # delivery day; type: date
 capacity_mw: float = 50.0  # plant capacity; bounds [0, 500]
@@ -35,7 +35,7 @@ blocks: int = 96  # min 1; max 96
 verbose = False
 note = None  # free text
 start: date = "2025-02-01"  # input: market-snapshot
-'''
+"""
 
 
 def declared() -> list[Parameter]:
