@@ -97,7 +97,19 @@ def _client_class() -> Any:
     return EnergyOpsNotebookClient
 
 
-def _engine(client: Any, streams: dict[str, CellLines]) -> Any:
+def _start_kernel() -> Any:
+    """The kernel, started before papermill is imported: its start-up (a second process)
+    overlaps the second or so this process spends importing papermill and nbformat. IPC
+    sockets in the run directory: no TCP port, no network needed."""
+    from jupyter_client.manager import KernelManager
+
+    manager: Any = KernelManager
+    km = manager(kernel_name=KERNEL, transport="ipc", ip="kernel-ipc")
+    km.start_kernel()
+    return km
+
+
+def _engine(client: Any, streams: dict[str, CellLines], km: Any) -> Any:
     from papermill.engines import NBClientEngine
 
     class EnergyOpsEngine(NBClientEngine):  # type: ignore[misc]
@@ -105,14 +117,10 @@ def _engine(client: Any, streams: dict[str, CellLines]) -> Any:
         def execute_managed_notebook(
             cls, nb_man: Any, kernel_name: str, start_timeout: int = 60, **_kwargs: Any
         ) -> Any:
-            from traitlets.config import Config
-
             client.streams = streams
-            # IPC sockets in the run directory: no TCP port, and no network needed
-            ipc = Config({"KernelManager": {"transport": "ipc", "ip": "kernel-ipc"}})
             return client(
                 nb_man,
-                config=ipc,
+                km=km,
                 kernel_name=kernel_name,
                 timeout=None,
                 startup_timeout=start_timeout,
@@ -143,6 +151,14 @@ def main(argv: list[str]) -> int:
     # Stop (SIGINT) is for the model in the kernel, which gets the signal itself; this
     # process stays to save the notebook. SIGTERM and SIGKILL end it as usual.
     signal.signal(signal.SIGINT, lambda _signum, _frame: None)
+    km = _start_kernel()
+    try:
+        return _execute(source, output, km)
+    finally:
+        km.shutdown_kernel(now=True)
+
+
+def _execute(source: str, output: str, km: Any) -> int:
     import papermill
     from papermill.engines import papermill_engines
     from papermill.exceptions import PapermillExecutionError
@@ -150,7 +166,7 @@ def main(argv: list[str]) -> int:
     parameters = json.loads(os.environ.get("ENERGYOPS_PARAMETERS") or "{}")
     streams = {"stdout": CellLines(sys.stdout), "stderr": CellLines(sys.stderr)}
     client = _client_class()
-    papermill_engines.register("energyops", _engine(client, streams))
+    papermill_engines.register("energyops", _engine(client, streams, km))
     try:
         papermill.execute_notebook(
             source,

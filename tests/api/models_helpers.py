@@ -11,8 +11,9 @@ from .conftest import Fetch, body
 def notebook(*cells: str, parameters: str | None = None, markdown: str | None = "# Model") -> bytes:
     """An nbformat 4 notebook: an optional markdown cell, an optional parameters cell (tagged
     ``parameters``), then one code cell per source."""
-    import nbformat
+    import nbformat as nbformat_module
 
+    nbformat: Any = nbformat_module
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Py"}
     if markdown is not None:

@@ -218,7 +218,7 @@ async def test_notebook_upload_details_and_magics(api: Fetch) -> None:
     assert_error(model, 422, None, "model_type is required")
 
 
-BAD_RUN_PARAMETERS = [
+BAD_RUN_PARAMETERS: list[tuple[dict[str, Any], str]] = [
     ({"capacity_mw": 501}, "parameter 'capacity_mw' must be between 0 and 500; got 501"),
     ({"mode": "slow"}, "parameter 'mode' must be one of fast, exact; got 'slow'"),
     ({"day": "2025-13-01"}, "parameter 'day' must be a date (YYYY-MM-DD); got '2025-13-01'"),
@@ -233,7 +233,7 @@ async def test_bad_run_parameters_are_refused_before_queueing(api: Fetch) -> Non
         response = await api("POST", f"scripts/{script['id']}/runs", json={"parameters": values})
         error = assert_error(response, 422, "invalid_parameter", message)
         assert error["message"] == message
-        assert error["details"]["parameter"] == next(iter(values))
+        assert error["details"]["parameter"] == next(iter(values.keys()))
     assert_error(
         await api("POST", f"scripts/{script['id']}/runs", json={"parameters": [1]}),
         422,

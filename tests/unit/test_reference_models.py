@@ -136,7 +136,7 @@ def test_bid_builder_matches_brute_force(dam: list[float], plant: Plant, seed: i
 
 
 def test_bid_builder_keeps_the_ramp_in_every_scenario() -> None:
-    dam = [2000, 9000, 2000, 9000, 9000, 2000]
+    dam = [2000.0, 9000.0, 2000.0, 9000.0, 9000.0, 2000.0]
     plant = Plant(0, 100, 4000, 30, 0, True)
     scenarios = scenario_prices(dam, 4, 0.2, 3)
     bid = solve_bid(scenarios, plant, 3, report=False)
