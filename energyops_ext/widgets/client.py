@@ -376,9 +376,15 @@ class EnergyOpsClient:
         inputs: Any = None,
         timeout_s: int | None = None,
         priority: int | None = None,
+        parameters: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"args": list(args), "config": dict(config or {})}
-        for key, value in (("inputs", inputs), ("timeout_s", timeout_s), ("priority", priority)):
+        for key, value in (
+            ("inputs", inputs),
+            ("timeout_s", timeout_s),
+            ("priority", priority),
+            ("parameters", dict(parameters) if parameters is not None else None),
+        ):
             if value is not None:
                 body[key] = value
         return dict(self.request("POST", f"scripts/{script_id}/runs", json_body=body))
@@ -391,6 +397,17 @@ class EnergyOpsClient:
 
     def kill_run(self, run_id: int) -> dict[str, Any]:
         return dict(self.request("DELETE", f"runs/{run_id}") or {})
+
+    def stop_run(self, run_id: int) -> dict[str, Any]:
+        """Ask the model to stop and keep its best solution (POST /runs/{id}/stop)."""
+        return dict(self.request("POST", f"runs/{run_id}/stop") or {})
+
+    def compare_runs(self, a: int, b: int) -> dict[str, Any]:
+        return dict(self.get("runs/compare", ids=f"{a},{b}"))
+
+    def run_notebook(self, run_id: int, fmt: str = "ipynb") -> bytes:
+        """The executed notebook of a notebook run: ipynb bytes, or sanitized HTML."""
+        return self.request_raw("GET", f"runs/{run_id}/notebook", params={"format": fmt})[2]
 
     def wait_run(self, run_id: int, timeout: float = 300.0, poll: float = 0.5) -> dict[str, Any]:
         """Poll until the run has finished; returns it. TimeoutError past ``timeout``."""
