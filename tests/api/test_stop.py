@@ -203,3 +203,34 @@ async def test_stop_of_a_notebook_interrupts_its_solver_and_runs_the_rest(api: F
     texts = await log_texts(api, run["id"])
     assert "[cell 3] model status Interrupted by user stopped True" in texts
     assert done["results_count"] == 120 and done["objective_value"] > 3000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_a_stop_reaches_a_run_on_a_dask_worker(tmp_path: Path, backend: str) -> None:
+    from .dask_cluster import dask_cluster
+
+    with (
+        dask_cluster(tmp_path / "dask", workers=1) as (scheduler, _addresses),
+        cluster(
+            tmp_path / "servers",
+            backend,
+            1,
+            energyops={
+                "executor": "dask",
+                "dask_scheduler": scheduler.address,
+                "kill_grace_s": 2.0,
+            },
+        ) as (a,),
+    ):
+        script = a.upload_script("test_long_milp.py", LONG_MILP)
+        run = a.wait_run(
+            a.run(script["id"])["id"],
+            lambda r: r["status"] == "running" and r["solver"] is not None,
+            within=60,
+        )
+        assert run["executor"] == "dask" and run["worker"]
+        a.post(f"runs/{run['id']}/stop")
+        ended = a.finished(run["id"], within=20)
+        assert ended["status"] == "succeeded" and ended["stopped_early"] is True
+        assert ended["objective_value"] > 3000
