@@ -277,7 +277,7 @@ class RunEngine:
                 outcome_status, reason = _status_of(outcome.reason, exit_code, active, ctx)
                 active.stopped_early = outcome.reason == "stopped" and outcome_status == "succeeded"
                 if outcome_status == "succeeded" and ctx.kind == "model":
-                    await self._write_back(active)
+                    await self._write_back(active, ctx.requested_by)
             else:
                 outcome_status, reason = "killed", active.kill_reason
         except Exception as exc:
@@ -341,7 +341,7 @@ class RunEngine:
             spare=spare,
         )
 
-    async def _write_back(self, active: ActiveRun) -> None:
+    async def _write_back(self, active: ActiveRun, user: str | None) -> None:
         """A model's model_results.csv becomes the day's model_result_mw (results.py)."""
         path = self.paths(active.run_id).output_dir / RESULTS_FILE
         if not await asyncio.to_thread(path.is_file):
@@ -349,7 +349,6 @@ class RunEngine:
         try:
             data = await asyncio.to_thread(path.read_bytes)
             run_id, title = active.run_id, active.title
-            user = await self.db.read(lambda s: store.get_run(s, run_id).requested_by)
             report, activity = await self.db.write(
                 lambda s: write_results(s, run_id, title, data, user)
             )

@@ -269,8 +269,8 @@ class RunService:
     async def list_runs(self, **filters: Any) -> dict[str, Any]:
         return await self.db.read(lambda s: store.list_runs(s, **filters))
 
-    async def kill_run(self, run_id: int, user: str) -> dict[str, Any]:
-        """Cancel a queued run or kill a running one (it ends ``killed``)."""
+    async def _active_status(self, run_id: int) -> str:
+        """The status of a queued or running run; 409 when it has finished."""
         status = await self.db.read(lambda s: store.get_run(s, run_id).status)
         if status not in store.ACTIVE:
             raise Conflict(
@@ -278,6 +278,11 @@ class RunService:
                 code="run_finished",
                 details={"status": status},
             )
+        return status
+
+    async def kill_run(self, run_id: int, user: str) -> dict[str, Any]:
+        """Cancel a queued run or kill a running one (it ends ``killed``)."""
+        await self._active_status(run_id)
         await self._stop_run(run_id, f"killed by {user}", user, wait=False)
         return await self.get_run(run_id)
 
@@ -285,24 +290,11 @@ class RunService:
         """Ask a running model to stop and keep its best (the run ends ``succeeded`` with
         ``stopped_early``, or ``killed``); a queued run is cancelled. The request is stored
         on the run: its owner, here or on another server or worker, acts on it."""
-        status = await self.db.read(lambda s: store.get_run(s, run_id).status)
-        if status not in store.ACTIVE:
-            raise Conflict(
-                f"run {run_id} has already finished ({status})",
-                code="run_finished",
-                details={"status": status},
-            )
-        if not await self.db.write(lambda s: _request_stop(s, run_id, user)):
-            status = await self.db.read(lambda s: store.get_run(s, run_id).status)
-            if status == "queued":
-                await self._stop_run(run_id, f"stopped by {user} before it started", user, False)
-                return await self.get_run(run_id)
-            if status not in store.ACTIVE:
-                raise Conflict(
-                    f"run {run_id} has already finished ({status})",
-                    code="run_finished",
-                    details={"status": status},
-                )
+        await self._active_status(run_id)
+        stored = await self.db.write(lambda s: _request_stop(s, run_id, user))
+        if not stored and await self._active_status(run_id) == "queued":
+            await self._stop_run(run_id, f"stopped by {user} before it started", user, False)
+            return await self.get_run(run_id)
         active = self.engine.active.get(run_id)
         if active is not None:
             active.stop(user)
