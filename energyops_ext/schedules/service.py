@@ -30,6 +30,7 @@ from ..errors import BadRequest
 from ..events import Event, EventHub
 from ..events.types import SCHEDULES
 from ..feed import add_activity, announce
+from ..tasks import cancel_and_wait
 from . import store
 from .cron import Cron, Due, due_slots, next_fires, parse_cron, zone
 from .fire import fire_due
@@ -92,11 +93,8 @@ class ScheduleService:
             self._task = asyncio.ensure_future(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def wake(self) -> None:
         """Look at the schedules now (one was created or changed)."""
