@@ -110,7 +110,8 @@ async def test_fixture_files_are_read(api: Fetch, services: Services, fixtures_d
     )
     report = body(r)
     assert r.code == 201 and report["rows_inserted"] == 84 * 4, report
-    assert {e["rule"] for e in report["errors"]} == {"incomplete_day"}
+    assert report["errors"] == [] and report["rows_rejected"] == 0, report
+    assert {w["rule"] for w in report["warnings"]} == {"incomplete_day"}
     assert await count_rows(services, "storage_schedule") == 336
 
     before = body(await api("GET", "datasets"))
@@ -340,7 +341,9 @@ async def test_modes(api: Fetch, services: Services) -> None:
     bad = _with({4: {6: -1}})
     r = await upload(api, "market-snapshot", "s.csv", bad, strict="true")
     error = assert_error(r, 422, "upload_rejected", "strict")
-    assert {e["rule"] for e in error["details"]["errors"]} == {"mw_out_of_range", "incomplete_day"}
+    assert error["message"] == "strict upload rejected: 1 row error, 1 incomplete day"
+    assert {e["rule"] for e in error["details"]["errors"]} == {"mw_out_of_range"}
+    assert {w["rule"] for w in error["details"]["warnings"]} == {"incomplete_day"}
     assert await count_rows(services, "market_snapshot") == 192
     notes = body(await api("GET", "notifications"))["items"]
     assert notes[0]["type"] == "upload_rejected" and notes[0]["severity"] == "error"

@@ -125,7 +125,12 @@ TABLE: list[tuple[str, str, tuple[str, ...], tuple[str, object, object]]] = [
     ("exchange", "exchange-prices", ("market",), ("kept", "exchange-prices", [])),
     ("exchange", "market-snapshot", (), ("refused", "wrong_kind", "exchange-prices")),
     # weaker mismatches: kept, with a warning
-    ("snapshot + ActualMW", "market-snapshot", (), ("kept", "market-snapshot", ["column_left_out"])),
+    (
+        "snapshot + ActualMW",
+        "market-snapshot",
+        (),
+        ("kept", "market-snapshot", ["column_left_out"]),
+    ),
     (
         "snapshot + ActualMW",
         "generator-schedule",
