@@ -15,6 +15,8 @@ from sqlalchemy.orm import Session
 
 from energyops_ext.ingest.schemas import KINDS
 from energyops_ext.services import Services
+from energyops_ext.widgets.actions import report_html
+from tests.unit.test_widgets_report import section, text_of
 
 from .conftest import Fetch, assert_error, body
 from .test_datasets import upload
@@ -172,6 +174,11 @@ async def test_incomplete_days_are_warnings_and_strict_still_refuses_them(
     days = [w for w in report["warnings"] if w["rule"] == "incomplete_day"]
     assert report["errors"] == [] and report["errors_total"] == 0 and days
     assert report["rows_rejected"] == 0 and report["rows_valid"] == 336
+    shown = text_of(report_html(report))  # as the upload panel shows it
+    assert section(shown, "Rejected rows (not stored)") == ["none"]
+    assert [line.split(" | ")[3] for line in section(shown, "Warnings (rows stored)")[1:]] == [
+        "incomplete_day"
+    ] * len(days)
 
     r = await upload(api, "storage-schedule", STORAGE, data, strict="true")
     error = assert_error(r, 422, "upload_rejected")
