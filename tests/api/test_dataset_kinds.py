@@ -8,8 +8,10 @@ import io
 from pathlib import Path
 from typing import Any
 
+import jsonschema  # type: ignore[import-untyped]
 import openpyxl
 import pytest
+import yaml
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -25,6 +27,7 @@ SNAPSHOT = "sample_market_snapshot.xlsx"
 GENERATOR = "sample_dmo_generator_scheduling.xlsx"
 STORAGE = "sample_storage_data.csv"
 DUMMY = "dummy.xlsx"
+OPENAPI = "energyops_ext/static/openapi.yaml"
 WITH_ACTUAL = "sample_market_snapshot.xlsx + ActualMW"
 
 
@@ -214,3 +217,16 @@ async def test_a_workbook_uses_the_first_sheet_the_kind_fits(
         api, "market-snapshot", "both.xlsx", out.getvalue(), sheet="Generator Scheduling"
     )
     assert_error(r, 422, "wrong_kind", "looks like a generator-schedule")
+
+
+async def test_the_reports_match_the_openapi_document(api: Fetch, fixtures_dir: Path) -> None:
+    spec = yaml.safe_load((Path(__file__).parents[2] / OPENAPI).read_text())
+    schema = {**spec["components"]["schemas"]["UploadReport"], "components": spec["components"]}
+    validator = jsonschema.Draft202012Validator(schema)
+    for kind, file in (("market-snapshot", WITH_ACTUAL), ("storage-schedule", STORAGE)):
+        name, data = file_bytes(fixtures_dir, file)
+        for fields in ({"dry_run": "true"}, {}):
+            report = body(await upload(api, kind, name, data, **fields))
+            errors = [e.message for e in validator.iter_errors(report)]
+            assert errors == [], (file, fields, errors)
+            assert report["warnings"], report
