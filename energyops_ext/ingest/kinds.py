@@ -60,6 +60,17 @@ class Reading:
     kind: DatasetKind
     names: tuple[str, ...]
     columns: dict[str, int]
+    time_columns: frozenset[str] = frozenset()
+
+    @property
+    def is_header(self) -> bool:
+        """Names a date and a block/period (or a timestamp) and a value column of the kind:
+        what ``find_header`` asks of a header row."""
+        times = self.time_columns
+        has_time = bool(times & {"date", "timestamp"}) and bool(
+            times & {"block", "timestamp", "hour"}
+        )
+        return has_time and any(c.name in self.columns for c in self.kind.value_columns)
 
     @property
     def positions(self) -> set[int]:
@@ -89,11 +100,14 @@ def read_header(names: Sequence[str], kind: DatasetKind) -> Reading:
     column that names a canonical column takes it; time aliases win)."""
     aliases = alias_table(kind)
     columns: dict[str, int] = {}
+    times: set[str] = set()
     for pos, name in enumerate(names):
         canonical = aliases.get(normalize_header(name)) if name.strip() else None
-        if canonical and canonical not in TIME_ALIASES and canonical not in columns:
+        if canonical in TIME_ALIASES:
+            times.add(canonical)
+        elif canonical and canonical not in columns:
             columns[canonical] = pos
-    return Reading(kind, tuple(names), columns)
+    return Reading(kind, tuple(names), columns, frozenset(times))
 
 
 @dataclass(frozen=True)
@@ -273,13 +287,22 @@ def _warn_left_out(check: KindCheck, mine: Reading, readings: Mapping[str, Readi
         check.notes.append(f"columns not read: {', '.join(quiet)}")
 
 
-def header_names(raw: pd.DataFrame) -> dict[str, list[str]]:
-    """The header row each kind finds in a raw sheet (kinds that find none are left out)."""
+def header_names(raw: pd.DataFrame, declared: DatasetKind) -> dict[str, list[str]]:
+    """The header row of a raw sheet for each kind that finds one. The declared kind's header
+    row serves every kind that can read it (one scan of the top rows: the common case, fast);
+    only when the declared kind finds none does each kind scan for its own."""
+    header = find_header(raw, declared)
+    if header is not None:
+        return {
+            name: header.names
+            for name, kind in KINDS.items()
+            if read_header(header.names, kind).is_header
+        }
     found: dict[str, list[str]] = {}
     for name, kind in KINDS.items():
-        header = find_header(raw, kind)
-        if header is not None:
-            found[name] = header.names
+        own = find_header(raw, kind)
+        if own is not None:
+            found[name] = own.names
     return found
 
 
@@ -288,7 +311,7 @@ def check_sheet(
 ) -> KindCheck:
     """``judge`` on a raw sheet; a header no kind reads keeps the message that lists the
     columns found and what ``kind`` requires."""
-    names = header_names(raw)
+    names = header_names(raw, kind)
     if (
         kind.name not in names
         and _best_rival({k: read_header(n, KINDS[k]) for k, n in names.items()}, kind.name) is None

@@ -167,7 +167,7 @@ def test_verdict_table(
 
 def test_the_generator_schedule_as_a_market_snapshot_names_the_kind_and_what_it_lacks() -> None:
     with pytest.raises(Invalid) as caught:
-        judge(KINDS["market-snapshot"], header_names(sheet_of(GENERATOR)))
+        judge(KINDS["market-snapshot"], header_names(sheet_of(GENERATOR), KINDS["market-snapshot"]))
     assert caught.value.status == 422
     assert caught.value.message == (
         "this file looks like a generator-schedule (columns PlantID, PlantName, TechnologyType, "
@@ -180,7 +180,10 @@ def test_the_generator_schedule_as_a_market_snapshot_names_the_kind_and_what_it_
 
 def test_a_market_file_as_a_generator_schedule_names_the_columns_it_would_drop() -> None:
     with pytest.raises(Invalid) as caught:
-        judge(KINDS["generator-schedule"], header_names(sheet_of(SNAPSHOT)))
+        judge(
+            KINDS["generator-schedule"],
+            header_names(sheet_of(SNAPSHOT), KINDS["generator-schedule"]),
+        )
     assert caught.value.code == "wrong_kind"
     assert (
         "as a generator-schedule upload its DAMprice, RTMprice, GDAMprice, ModelresultMW, "
@@ -237,6 +240,7 @@ def test_no_kind_at_all_keeps_the_message_with_the_columns_found() -> None:
 def test_reading_matches_what_normalize_maps(names: list[str], kind: str) -> None:
     header = find_header(sheet_of(names), KINDS[kind])
     reading = read_header(names, KINDS[kind])
+    assert reading.is_header == (header is not None)
     if header is not None:
         expected = {c: p for c, p in header.mapping.items() if c not in TIME_ALIASES}
         assert reading.columns == expected
