@@ -204,6 +204,24 @@ def _wrong_kind(rival: Reading, mine: Reading | None, declared: DatasetKind, why
     )
 
 
+def _lacking(declared: DatasetKind, mine: Reading | None, rival: Reading | None) -> Invalid:
+    """The refusal of a file that lacks what ``declared`` needs: naming the kind it looks
+    like when one fits, else listing the columns found."""
+    lacks = f"it lacks {_need_text(declared)}"
+    if rival is not None:
+        return _wrong_kind(rival, mine, declared, lacks)
+    found = [n for n in (mine.names if mine else ()) if n.strip()]
+    return Invalid(
+        f"the file {lacks}; columns found: {', '.join(found) or 'none'}",
+        code="kind_columns_missing" if mine else "header_not_recognized",
+        details={
+            "kind": declared.name,
+            "columns_found": found,
+            "missing": list(NEEDS[declared.name].columns),
+        },
+    )
+
+
 def judge(
     declared: DatasetKind,
     names_by_kind: Mapping[str, Sequence[str]],
@@ -216,19 +234,7 @@ def judge(
     mine = readings.get(declared.name)
     rival = _best_rival(readings, declared.name)
     if mine is None or not mine.meets_needs(provided):
-        lacks = f"it lacks {_need_text(declared)}"
-        if rival is not None:
-            raise _wrong_kind(rival, mine, declared, lacks)
-        found = [n for n in (mine.names if mine else ()) if n.strip()]
-        raise Invalid(
-            f"the file {lacks}; columns found: {', '.join(found) or 'none'}",
-            code="kind_columns_missing" if mine else "header_not_recognized",
-            details={
-                "kind": declared.name,
-                "columns_found": found,
-                "missing": list(NEEDS[declared.name].columns),
-            },
-        )
+        raise _lacking(declared, mine, rival)
     check = KindCheck(
         declared.name,
         declared.name,

@@ -273,3 +273,13 @@ def _kind_of(file: str) -> str:
     if "snapshot" in file:
         return "market-snapshot"
     return "generator-schedule" if "generator" in file else "storage-schedule"
+
+
+def test_a_file_no_kind_fits_that_lacks_what_the_kind_needs_lists_its_columns() -> None:
+    with pytest.raises(Invalid) as caught:
+        check_sheet(sheet_of(HEADERS["bids only"]), KINDS["market-snapshot"], "S")
+    assert caught.value.message == (
+        "the file lacks the prices a market-snapshot file needs (DAM Price, RTM Price or "
+        "GDAM Price); columns found: Date, Block, Purchase Bid MW, Sell Bid MW"
+    )
+    assert caught.value.details["missing"] == ["dam_price", "rtm_price", "gdam_price"]
