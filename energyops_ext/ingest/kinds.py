@@ -207,9 +207,9 @@ def _wrong_kind(rival: Reading, mine: Reading | None, declared: DatasetKind, why
 def _lacking(declared: DatasetKind, mine: Reading | None, rival: Reading | None) -> Invalid:
     """The refusal of a file that lacks what ``declared`` needs: naming the kind it looks
     like when one fits, else listing the columns found."""
-    lacks = f"it lacks {_need_text(declared)}"
+    lacks = f"lacks {_need_text(declared)}"
     if rival is not None:
-        return _wrong_kind(rival, mine, declared, lacks)
+        return _wrong_kind(rival, mine, declared, f"it {lacks}")
     found = [n for n in (mine.names if mine else ()) if n.strip()]
     return Invalid(
         f"the file {lacks}; columns found: {', '.join(found) or 'none'}",
