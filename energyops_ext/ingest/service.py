@@ -1,6 +1,8 @@
 """The upload pipeline: file → rows of a dataset kind, with a row-level report.
 
-``prepare`` (a worker thread) reads, normalizes and validates; ``commit`` (the writer thread,
+``prepare`` (a worker thread) reads, checks that the file is of the declared kind (``kinds``:
+a file of another kind is refused before anything is stored), normalizes and validates;
+``commit`` (the writer thread,
 one transaction) records the upload, stores the rows, and adds the activity and notification;
 events go out after the commit. A failure anywhere leaves nothing behind.
 """

@@ -393,6 +393,29 @@ def test_cli_ingest(db_url: str, tmp_path: Path, fixtures_dir: Path) -> None:
     )
     assert good.returncode == 0, good.stderr
     assert json.loads(good.stdout)["rows_inserted"] == 96
+    wrong = _cli(
+        db_url,
+        tmp_path,
+        str(fixtures_dir / "sample_dmo_generator_scheduling.xlsx"),
+        "--kind",
+        "market-snapshot",
+        "--mode",
+        "replace",
+    )
+    assert wrong.returncode == 1 and wrong.stdout == "", wrong.stdout
+    error = json.loads(wrong.stderr[wrong.stderr.index("{") :])["error"]
+    assert (error["code"], error["details"]["suggested_kind"]) == (
+        "wrong_kind",
+        "generator-schedule",
+    )
+    again = _cli(
+        db_url,
+        tmp_path,
+        str(fixtures_dir / "sample_market_snapshot.xlsx"),
+        "--kind",
+        "market-snapshot",
+    )
+    assert json.loads(again.stdout)["rows_updated"] == 96  # the refused replace took nothing
     bad = _cli(db_url, tmp_path, str(fixtures_dir / "dummy.xlsx"), "--kind", "market-snapshot")
     assert bad.returncode == 1 and "not a readable xlsx file" in bad.stderr
     path = tmp_path / "strict.csv"
