@@ -32,7 +32,7 @@ OVERVIEW_CSS = """<style>
 .eo-dashboards { list-style: none; padding: 0; margin: 0; }
 .eo-dashboards li { padding: 6px 0; border-bottom: 1px solid #e5e7eb; }
 .eo-dashboards li:last-child { border-bottom: none; }
-.eo-dashboards a { font-weight: 600; font-size: 14px; color: var(--jp-content-link-color, #1a73e8); }
+.eo-dashboards a { font-weight: 600; font-size: 14px; color: #1d4ed8; }
 .eo-dashboard-description { color: #4b5563; font-size: 13px; }
 .eo-status-foot { font-size: 11px; color: #6b7280; margin-top: 4px; }
 .eo-stale .eo-card-value { color: #b45309; }
