@@ -195,6 +195,8 @@ class UpApp(EnergyOpsCommand):
             "--ServerApp.port_retries=0",
             f"--ServerApp.root_dir={workspace}",
             f"--ServerApp.default_url=/{lab_landing(workspace)}",
+            # Lab's layout (open tabs, folder) belongs with this working copy, not ~/.jupyter
+            f"--LabApp.workspaces_dir={workspace.parent / 'lab-workspaces'}",
             f"--IdentityProvider.token={lab_token}",
             f"--EnergyOpsIdentityProvider.operator_token={operator_token}",
             "--ServerApp.identity_provider_class=energyops_ext.auth.EnergyOpsIdentityProvider",

@@ -337,15 +337,16 @@ def test_opening_and_saving_a_notebook_leaves_the_clone_clean(up: Up, browser: A
     page.keyboard.press("Control+Home")
     page.keyboard.type("# edited in Lab\n")
     page.keyboard.press("Control+s")
-    saved = up.workspace / "notebooks" / "quickstart.ipynb"
+    saved = f"{up.lab}/api/contents/notebooks/quickstart.ipynb"
     deadline = time.monotonic() + 30
-    while "# edited in Lab" not in saved.read_text() and time.monotonic() < deadline:
+    while b"# edited in Lab" not in get(saved, "lab-secret-token")[1]:
+        assert time.monotonic() < deadline, "the notebook was not saved"
         time.sleep(0.2)
-    assert "# edited in Lab" in saved.read_text()
-    assert (up.workspace / "notebooks" / ".ipynb_checkpoints").is_dir()
     page.close()
     # every test of this module ran against the clone by now: its tracked files and the
-    # folders around them are as cloned
+    # folders around them are as cloned; what Lab saved is in the working copy
     assert git(up.clone, "status", "--porcelain", "--ignored=no") == ""
     assert not list(up.clone.glob("*/.ipynb_checkpoints"))
     assert "# edited in Lab" not in (up.clone / "notebooks" / "quickstart.ipynb").read_text()
+    assert "# edited in Lab" in (up.workspace / "notebooks" / "quickstart.ipynb").read_text()
+    assert (up.workspace / "notebooks" / ".ipynb_checkpoints").is_dir()
