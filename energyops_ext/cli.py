@@ -167,14 +167,16 @@ class UpApp(EnergyOpsCommand):
 
     def _prepare_workspace(self, workspace: Path) -> Path:
         """Copy the notebooks and dashboards into the working copy both servers serve."""
-        plan = sync_workspace(
-            workspace,
-            {
-                "notebooks": Path(self.notebooks_dir).resolve(),
-                "dashboards": Path(self.dashboards_dir).resolve(),
-            },
-        )
+        folders = {
+            "notebooks": Path(self.notebooks_dir).resolve(),
+            "dashboards": Path(self.dashboards_dir).resolve(),
+        }
+        plan = sync_workspace(workspace, folders)
         print(f"working copy {workspace}: {plan.summary()}", flush=True)
+        for name, folder in folders.items():
+            if not folder.is_dir():
+                print(f"  no {folder}: nothing copied into {name}/", flush=True)
+        (workspace / "dashboards").mkdir(exist_ok=True)  # what Voila serves, even if empty
         for rel in plan.keep_changed:
             print(
                 f"  {rel}: kept with your changes; the repository has another version "
