@@ -22,7 +22,7 @@ from ..cluster import servers, wakeups
 from ..cluster.servers import OrphanRun, ServerIdentity
 from ..config import Settings
 from ..db import Database, utcnow
-from ..db.models import Notification, Run
+from ..db.models import Activity, Notification, Run
 from ..events import DATASETS, RUNS, Event, EventHub, run_topic
 from ..feed import add_activity, add_notification, announce
 from ..storage import Storage
@@ -32,8 +32,9 @@ from . import parameters as run_parameters
 from . import registry, store
 from .artifacts import artifact_key, list_artifacts, log_key
 from .executors import Executor
-from .logs import Batch, ErrorThrottle, Line, RunLog, new_line
+from .logs import Batch, Line, RunLog, new_line
 from .results import RESULTS_FILE, write_results
+from .run_errors import Notices, RunErrors, end_message
 from .runner import RunProcess, spare_bwrap, terminate_tree
 from .sandbox import (
     NOTEBOOK_OUTPUT,
@@ -59,7 +60,7 @@ class ActiveRun:
     killed_by: str | None = None
     task: asyncio.Task[None] | None = None
     flush_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    throttle: ErrorThrottle = field(default_factory=ErrorThrottle)
+    errors: RunErrors = field(default_factory=RunErrors)
     title: str = ""
     flushing: bool = True
     stopped_by: str | None = None  # who asked the model to stop and keep its best
@@ -94,6 +95,7 @@ class RunContext:
     format: str = "py"
     parameters: dict[str, Any] = field(default_factory=dict)
     kind: str = "test"
+    script_name: str = "script.py"
 
 
 class RunEngine:
@@ -292,7 +294,7 @@ class RunEngine:
             # never cancel a flush mid-write: its batch would commit without leaving pending
             active.flushing = False
             await flusher
-            await self.flush(active, final=True)
+            await self.flush(active)
             await asyncio.to_thread(self._store_files, run_id)
             await self._finish(active, outcome_status, exit_code, runtime_ms, reason)
         finally:
@@ -311,7 +313,8 @@ class RunEngine:
                 "server's storage; servers sharing a database need a shared storage_url"
             ) from None
         notebook = ctx.format == "ipynb"
-        await asyncio.to_thread(_write_run_dir, paths, source, notebook)
+        script = paths.notebook if notebook else paths.named_script(ctx.script_name)
+        await asyncio.to_thread(_write_run_dir, paths, source, script)
         active.log.add("system", [self.sandbox.describe()])
         if ctx.inputs:
             specs = run_inputs._inputs(ctx.inputs)
@@ -325,7 +328,7 @@ class RunEngine:
             self.sandbox,
             self.settings,
             paths.root,
-            paths.notebook if notebook else paths.script,
+            script,
             ctx.args,
             notebook_output=paths.output_dir / NOTEBOOK_OUTPUT if notebook else None,
         )
@@ -414,6 +417,7 @@ class RunEngine:
         solver = store.solver_figures(log.metrics)
         if solver:
             values["solver"] = solver
+        ending = active.errors.end(time.monotonic(), told_by_status=status in NOTIFY_STATUS)
 
         def write(
             session: Session,
@@ -426,19 +430,12 @@ class RunEngine:
             run = store.get_run(session, run_id)
             session.refresh(run)
             title = f"Run {run_id} of {active.title} {status.replace('_', ' ')}"
-            activity = add_activity(
-                session,
-                type="run",
-                action=status,
-                title=title,
-                entity_type="run",
-                entity_id=run_id,
-                status=status,
-                user=active.killed_by or run.requested_by,
-            )
-            notes = []
+            activity = _end_activity(session, run, title, active.killed_by or run.requested_by)
+            notes = _error_notifications(session, active, ending.notices)
             if status in NOTIFY_STATUS:
-                message = reason or f"exit code {exit_code}"
+                message = end_message(
+                    status, reason or f"exit code {exit_code}", ending.last_error, ending.untold
+                )
                 notes.append(
                     add_notification(
                         session,
@@ -466,9 +463,17 @@ class RunEngine:
         self.hub.publish(Event(RUNS, "run.finished", {"run_id": run_id, **finished, "run": data}))
 
     async def announce_end(self, run_id: int) -> None:
-        """Events of a run that ended without running here (cancelled, or failed or killed
-        before its executor started it)."""
-        data = await self.db.read(lambda s: store.run_json(store.get_run(s, run_id)))
+        """The activity and events of a run that ended without running here (failed, or
+        killed, before its executor started it)."""
+
+        def write(session: Session) -> tuple[dict[str, Any], Any]:
+            run = store.get_run(session, run_id)
+            user = run.kill_requested_by if run.status == "killed" else None
+            activity = _end_activity(session, run, _end_title(run), user or run.requested_by)
+            return store.run_json(run), activity
+
+        data, activity = await self.db.write(write)
+        announce(self.hub, [activity])
         self.hub.publish(Event(run_topic(run_id), "run.status", data))
         finished = {k: data[k] for k in ("status", "exit_code", "runtime_ms", "objective_value")}
         self.hub.publish(Event(RUNS, "run.finished", {"run_id": run_id, **finished, "run": data}))
@@ -506,18 +511,18 @@ class RunEngine:
                 last = time.monotonic()
                 await self.flush(active)
 
-    async def flush(self, active: ActiveRun, final: bool = False) -> None:
-        """Write what the run printed since the last flush: rows, counts, metrics, error
-        notifications, then the log file; only then drop the lines from pending."""
+    async def flush(self, active: ActiveRun) -> None:
+        """Write what the run printed since the last flush: rows, counts, metrics, the error
+        notifications due, then the log file; only then drop the lines from pending."""
         async with active.flush_lock:
             batch = active.log.take()
-            if batch is None and not (final and active.throttle.suppressed):
+            if batch is None and not active.errors.waiting(time.monotonic()):
                 return
             batch = batch or Batch(
                 [], dict(active.log.metrics), active.log.line_count, active.log.error_count
             )
             try:
-                notes = await self.db.in_writer(lambda: self._write_batch(active, batch, final))
+                notes = await self.db.in_writer(lambda: self._write_batch(active, batch))
             except Exception:
                 self.log.exception("writing log lines of run %s failed", active.run_id)
                 active.log.release(batch)
@@ -525,57 +530,17 @@ class RunEngine:
             active.log.committed(batch)
             announce(self.hub, [], notes)
 
-    def _write_batch(self, active: ActiveRun, batch: Batch, final: bool) -> list[Notification]:
+    def _write_batch(self, active: ActiveRun, batch: Batch) -> list[Notification]:
         with self.db.write_session() as session:
             store.write_batch(session, active.run_id, batch)
             if batch.records:
                 last = batch.records[-1]["seq"]
                 wakeups.wake(session, wakeups.LINES, f"{active.run_id} {last}")
-            notes = self._error_notes(session, active, batch.errors, final)
+            notices = active.errors.running(batch.records, time.monotonic())
+            notes = _error_notifications(session, active, notices)
         if batch.records:
             with self.log_file(active.run_id).open("a", encoding="utf-8") as fh:
                 fh.write("".join([format_file_line(r) for r in batch.records]))
-        return notes
-
-    def _error_notes(
-        self, session: Session, active: ActiveRun, errors: list[Line], final: bool
-    ) -> list[Notification]:
-        """At most 5 error notifications a minute per run, then one "N more errors"."""
-        notes = []
-        summary = 0
-        title = f"Run {active.run_id} of {active.title}"
-        now = time.monotonic()
-        for record in errors:
-            notify, rolled = active.throttle.offer(now)
-            summary += rolled
-            if notify:
-                notes.append(
-                    add_notification(
-                        session,
-                        type="run_error",
-                        category="run",
-                        severity="error",
-                        title=f"{title}: error",
-                        message=record["text"][:500],
-                        entity_type="run",
-                        entity_id=active.run_id,
-                    )
-                )
-        if final:
-            summary += active.throttle.close()
-        if summary:
-            notes.append(
-                add_notification(
-                    session,
-                    type="run_error",
-                    category="run",
-                    severity="error",
-                    title=f"{title}: {summary} more errors",
-                    message=f"{summary} more errors (see the run's log)",
-                    entity_type="run",
-                    entity_id=active.run_id,
-                )
-            )
         return notes
 
     # --- heartbeats, kill requests from other servers, reaping ---
@@ -682,7 +647,9 @@ class RunEngine:
     async def _mark_lost(self, orphan: OrphanRun, reason: str) -> bool:
         run_id = orphan.run_id
 
-        def write(session: Session) -> tuple[Line, dict[str, Any], list[Notification]] | None:
+        def write(
+            session: Session,
+        ) -> tuple[dict[str, Any], list[Activity], list[Notification]] | None:
             result = session.execute(
                 update(Run)
                 .where(
@@ -703,6 +670,7 @@ class RunEngine:
             store.insert_lines(session, run_id, [record])
             run.line_count = seq
             wakeups.wake(session, wakeups.LINES, f"{run_id} {seq}")
+            activity = _end_activity(session, run, _end_title(run), None)
             note = add_notification(
                 session,
                 type="run_lost",
@@ -714,13 +682,13 @@ class RunEngine:
                 entity_id=run_id,
                 user=run.requested_by,
             )
-            return record, store.run_json(run), [note]
+            return store.run_json(run), [activity], [note]
 
         written = await self.db.write(write)
         if written is None:
             return False
-        _record, data, notes = written
-        announce(self.hub, [], notes)
+        data, activities, notes = written
+        announce(self.hub, activities, notes)
         self.hub.publish(Event(run_topic(run_id), "run.status", data))
         self.hub.publish(
             Event(
@@ -739,16 +707,68 @@ class RunEngine:
         return True
 
 
+def _error_notifications(
+    session: Session, active: ActiveRun, notices: Notices
+) -> list[Notification]:
+    """One notification per error event, then one for the errors the throttle held back."""
+    title = f"Run {active.run_id} of {active.title}"
+    notes = [
+        add_notification(
+            session,
+            type="run_error",
+            category="run",
+            severity="error",
+            title=f"{title}: error",
+            message=event.summary,
+            entity_type="run",
+            entity_id=active.run_id,
+        )
+        for event in notices.errors
+    ]
+    if notices.more:
+        notes.append(
+            add_notification(
+                session,
+                type="run_error",
+                category="run",
+                severity="error",
+                title=f"{title}: {notices.more} more errors",
+                message=f"{notices.more} more errors (see the run's log)",
+                entity_type="run",
+                entity_id=active.run_id,
+            )
+        )
+    return notes
+
+
+def _end_title(run: Run) -> str:
+    return f"Run {run.id} of {run.script.name} v{run.script.version} {run.status.replace('_', ' ')}"
+
+
+def _end_activity(session: Session, run: Run, title: str, user: str | None) -> Activity:
+    """The one activity of a run's end (a kill's too: a kill request writes none)."""
+    return add_activity(
+        session,
+        type="run",
+        action=run.status,
+        title=title,
+        entity_type="run",
+        entity_id=run.id,
+        status=run.status,
+        user=user,
+    )
+
+
 def format_file_line(record: Line) -> str:
     """One line of a run's log file: ``<ts> <stream> <text>`` (stream is 6 characters)."""
     return f"{record['ts']} {record['stream']} {record['text']}\n"
 
 
-def _write_run_dir(paths: RunPaths, source: bytes, notebook: bool = False) -> None:
+def _write_run_dir(paths: RunPaths, source: bytes, script: Path) -> None:
     if paths.root.exists():
         shutil.rmtree(paths.root)
     paths.create()
-    (paths.notebook if notebook else paths.script).write_bytes(source)
+    script.write_bytes(source)
 
 
 def _input_hashes(input_dir: Path) -> dict[str, str]:
@@ -785,6 +805,7 @@ def _context(session: Session, run_id: int) -> RunContext:
         script.format or "py",
         dict(values),
         script.kind,
+        script.name,
     )
 
 
