@@ -24,17 +24,17 @@ from ..config import Settings
 from ..db import Database, utcnow
 from ..db.models import Activity, Notification, Run
 from ..events import DATASETS, RUNS, Event, EventHub, run_topic
-from ..feed import add_activity, add_notification, announce
+from ..feed import add_notification, announce
 from ..storage import Storage
 from ..tasks import cancel_and_wait
 from . import inputs as run_inputs
 from . import parameters as run_parameters
-from . import registry, store
+from . import registry, run_feed, store
 from .artifacts import artifact_key, list_artifacts, log_key
 from .executors import Executor
 from .logs import Batch, Line, RunLog, new_line
 from .results import RESULTS_FILE, write_results
-from .run_errors import Notices, RunErrors, end_message
+from .run_errors import RunErrors
 from .runner import RunProcess, spare_bwrap, terminate_tree
 from .sandbox import (
     NOTEBOOK_OUTPUT,
@@ -48,7 +48,6 @@ from .sandbox import (
 
 FLUSH_POLL_S = 0.05
 FLUSH_EARLY_LINES = 20_000
-NOTIFY_STATUS = {"failed": "error", "killed": "warning", "timed_out": "error", "lost": "warning"}
 
 
 @dataclass
@@ -417,11 +416,12 @@ class RunEngine:
         solver = store.solver_figures(log.metrics)
         if solver:
             values["solver"] = solver
-        ending = active.errors.end(time.monotonic(), told_by_status=status in NOTIFY_STATUS)
+        told_by_status = status in run_feed.NOTIFY_STATUS
+        ending = active.errors.end(time.monotonic(), told_by_status=told_by_status)
 
         def write(
             session: Session,
-        ) -> tuple[dict[str, Any], list[Any], list[Notification]] | None:
+        ) -> tuple[dict[str, Any], list[Activity], list[Notification]] | None:
             ended = session.execute(
                 update(Run).where(Run.id == run_id, store.owned(self.me.id)).values(**values)
             )
@@ -429,26 +429,14 @@ class RunEngine:
                 return None  # another server took this server for dead and reaped the run
             run = store.get_run(session, run_id)
             session.refresh(run)
-            title = f"Run {run_id} of {active.title} {status.replace('_', ' ')}"
-            activity = _end_activity(session, run, title, active.killed_by or run.requested_by)
-            notes = _error_notifications(session, active, ending.notices)
-            if status in NOTIFY_STATUS:
-                message = end_message(
-                    status, reason or f"exit code {exit_code}", ending.last_error, ending.untold
-                )
-                notes.append(
-                    add_notification(
-                        session,
-                        type=f"run_{status}",
-                        category="run",
-                        severity=NOTIFY_STATUS[status],
-                        title=title,
-                        message=message,
-                        entity_type="run",
-                        entity_id=run_id,
-                        user=run.requested_by,
-                    )
-                )
+            title = run_feed.end_title(run, active.title)
+            user = active.killed_by or run.requested_by
+            activity = run_feed.end_activity(session, run, title, user)
+            notes = run_feed.error_notifications(session, run_id, active.title, ending.notices)
+            told = run_feed.end_notification(
+                session, run, title, reason or f"exit code {exit_code}", ending
+            )
+            notes += [told] if told is not None else []
             session.flush()
             return store.run_json(run), [activity], notes
 
@@ -466,10 +454,11 @@ class RunEngine:
         """The activity and events of a run that ended without running here (failed, or
         killed, before its executor started it)."""
 
-        def write(session: Session) -> tuple[dict[str, Any], Any]:
+        def write(session: Session) -> tuple[dict[str, Any], Activity]:
             run = store.get_run(session, run_id)
             user = run.kill_requested_by if run.status == "killed" else None
-            activity = _end_activity(session, run, _end_title(run), user or run.requested_by)
+            title = run_feed.end_title(run)
+            activity = run_feed.end_activity(session, run, title, user or run.requested_by)
             return store.run_json(run), activity
 
         data, activity = await self.db.write(write)
@@ -536,8 +525,10 @@ class RunEngine:
             if batch.records:
                 last = batch.records[-1]["seq"]
                 wakeups.wake(session, wakeups.LINES, f"{active.run_id} {last}")
-            notices = active.errors.running(batch.records, time.monotonic())
-            notes = _error_notifications(session, active, notices)
+            notices = active.errors.running(
+                batch.records, time.monotonic(), any_error=bool(batch.errors)
+            )
+            notes = run_feed.error_notifications(session, active.run_id, active.title, notices)
         if batch.records:
             with self.log_file(active.run_id).open("a", encoding="utf-8") as fh:
                 fh.write("".join([format_file_line(r) for r in batch.records]))
@@ -670,7 +661,7 @@ class RunEngine:
             store.insert_lines(session, run_id, [record])
             run.line_count = seq
             wakeups.wake(session, wakeups.LINES, f"{run_id} {seq}")
-            activity = _end_activity(session, run, _end_title(run), None)
+            activity = run_feed.end_activity(session, run, run_feed.end_title(run), None)
             note = add_notification(
                 session,
                 type="run_lost",
@@ -705,58 +696,6 @@ class RunEngine:
             )
         )
         return True
-
-
-def _error_notifications(
-    session: Session, active: ActiveRun, notices: Notices
-) -> list[Notification]:
-    """One notification per error event, then one for the errors the throttle held back."""
-    title = f"Run {active.run_id} of {active.title}"
-    notes = [
-        add_notification(
-            session,
-            type="run_error",
-            category="run",
-            severity="error",
-            title=f"{title}: error",
-            message=event.summary,
-            entity_type="run",
-            entity_id=active.run_id,
-        )
-        for event in notices.errors
-    ]
-    if notices.more:
-        notes.append(
-            add_notification(
-                session,
-                type="run_error",
-                category="run",
-                severity="error",
-                title=f"{title}: {notices.more} more errors",
-                message=f"{notices.more} more errors (see the run's log)",
-                entity_type="run",
-                entity_id=active.run_id,
-            )
-        )
-    return notes
-
-
-def _end_title(run: Run) -> str:
-    return f"Run {run.id} of {run.script.name} v{run.script.version} {run.status.replace('_', ' ')}"
-
-
-def _end_activity(session: Session, run: Run, title: str, user: str | None) -> Activity:
-    """The one activity of a run's end (a kill's too: a kill request writes none)."""
-    return add_activity(
-        session,
-        type="run",
-        action=run.status,
-        title=title,
-        entity_type="run",
-        entity_id=run.id,
-        status=run.status,
-        user=user,
-    )
 
 
 def format_file_line(record: Line) -> str:

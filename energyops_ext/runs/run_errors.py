@@ -18,7 +18,8 @@ Pure and single-threaded: the engine calls it under the run's flush lock with th
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from .logs import Line
@@ -116,21 +117,28 @@ class ErrorFolder:
         self._ready: list[ErrorEvent] = []
         self._seen = 0
 
-    def feed(self, records: Iterable[Line]) -> None:
-        for record in records:
-            seq = record["seq"]
-            if seq <= self._seen:
-                continue
-            self._seen = seq
-            stream = record["stream"]
-            if stream == "system":
-                continue
+    def feed(self, records: Sequence[Line], any_error: bool = True) -> None:
+        """``records`` in seq order, as a batch holds them. ``any_error=False``: the caller
+        knows none of them is an error line, and a loud run's batch is skipped at once (a
+        traceback still open reads them all)."""
+        if not records or records[-1]["seq"] <= self._seen:
+            return
+        if not any_error and not self._open:
+            self._seen = records[-1]["seq"]
+            return
+        start = 0
+        if records[0]["seq"] <= self._seen:  # a batch written again: skip what was read
+            start = bisect_right(records, self._seen, key=lambda r: r["seq"])
+        self._seen = records[-1]["seq"]
+        opened = self._open
+        for index in range(start, len(records)):
+            record = records[index]
             text = record["text"]
             # the fast path of a loud run: only error lines, open tracebacks and a notebook's
             # labelled lines ("[cell 3] failed: KeyboardInterrupt" is no error line) matter
             error = record["level"] == "error"
-            if error or stream in self._open or text[:1] == "[":
-                self._line(stream, seq, text, error)
+            if (error or opened or text[:1] == "[") and record["stream"] != "system":
+                self._line(record["stream"], record["seq"], text, error)
 
     def take(self) -> list[ErrorEvent]:
         """The events ended so far; an exception group whose exception line is in ends here
@@ -265,9 +273,10 @@ class RunErrors:
         self.last: ErrorEvent | None = None
         self._held: list[tuple[float, ErrorEvent]] = []
 
-    def running(self, records: Iterable[Line], now: float) -> Notices:
-        """Fold a batch of lines in; the notifications due now."""
-        self.folder.feed(records)
+    def running(self, records: Sequence[Line], now: float, any_error: bool = True) -> Notices:
+        """Fold a batch of lines in (``any_error``: see ``ErrorFolder.feed``); the
+        notifications due now."""
+        self.folder.feed(records, any_error)
         self._hold(self.folder.take(), now)
         due = [event for since, event in self._held if now - since >= self.hold_s]
         self._held = self._held[len(due) :]

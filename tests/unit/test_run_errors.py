@@ -239,3 +239,22 @@ def test_a_run_that_ends_well_tells_its_held_errors() -> None:
 )
 def test_end_message(status: str, reason: str, last: str | None, untold: int, message: str) -> None:
     assert end_message(status, reason, last, untold) == message
+
+
+def test_a_batch_without_error_lines_is_skipped_unless_a_traceback_is_open() -> None:
+    lines = Lines()
+    tb = [
+        "Traceback (most recent call last):",
+        '  File "/run/model.py", line 3, in <module>',
+        "    raise KeyboardInterrupt",
+        "KeyboardInterrupt",
+    ]
+    quiet = lines(["quiet", "still quiet"], "stdout")
+    header, rest = lines(tb[:1]), lines(tb[1:])
+    assert [r["level"] for r in header] == ["error"]
+    assert all(r["level"] != "error" for r in rest)  # frames, then 'KeyboardInterrupt'
+    folder = ErrorFolder()
+    folder.feed(quiet, any_error=False)
+    folder.feed(header)
+    folder.feed(rest, any_error=False)
+    assert summaries(folder.take()) == ["KeyboardInterrupt"]
