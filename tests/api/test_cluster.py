@@ -80,6 +80,10 @@ def test_a_kill_through_another_server_reaches_the_owner(trio: list[Node]) -> No
     assert ended["status"] == "killed" and ended["server_id"] == owner
     assert ended["status_reason"] == "killed by quant"
     assert b.delete(f"runs/{run['id']}", status=409)["error"]["code"] == "run_finished"
+    # one activity for the kill, written by the owner as the run ended
+    items = b.get("activities", type="run", limit=200)["items"]
+    mine = [(a["action"], a["user"]) for a in items if a["entity_id"] == run["id"]]
+    assert mine == [("killed", "quant"), ("queued", "quant")]
 
 
 def test_a_queued_run_is_taken_by_an_idle_server(trio: list[Node]) -> None:
