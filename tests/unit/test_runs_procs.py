@@ -110,6 +110,24 @@ def test_auto_is_linux_here_and_names_are_checked() -> None:
     assert EnergyOps(process_backend="PORTABLE").to_settings().process_backend == "portable"
 
 
+def test_without_pidfd_auto_is_portable_and_nothing_linux_is_imported() -> None:
+    """A Python without os.pidfd_open (an old kernel, macOS, Windows) starts the services on
+    the portable backend; the linux backend's module is never imported."""
+    code = (
+        "import os, sys\n"
+        "del os.pidfd_open\n"
+        "from energyops_ext.runs.procs import linux_unavailable, process_backend\n"
+        "import energyops_ext.services, energyops_ext.runs.engine, energyops_ext.cluster.node\n"
+        "print(process_backend().name, linux_unavailable())\n"
+        "print('energyops_ext.runs.procs.linux' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines() == [
+        "portable os.pidfd_open is missing (Linux 5.3 or later is needed)",
+        "False",
+    ]
+
+
 def test_identity_is_pid_and_start_time(procs: ProcessBackend, tmp_path: Path) -> None:
     marker, env = marker_env(tmp_path)
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], env=env)
