@@ -186,7 +186,7 @@ class UpApp(EnergyOpsCommand):
         return workspace
 
     def _lab_command(self, workspace: Path, lab_token: str, operator_token: str) -> list[str]:
-        root_flag = ["--allow-root"] if os.geteuid() == 0 else []
+        root_flag = ["--allow-root"] if sys.platform != "win32" and os.geteuid() == 0 else []
         return [
             sys.executable,
             "-m",
@@ -248,15 +248,23 @@ def _supervise(children: list[subprocess.Popen[bytes]]) -> None:
 def _stop_children(children: list[subprocess.Popen[bytes]], grace_s: float = 10.0) -> None:
     for child in children:
         if child.poll() is None:
-            os.killpg(child.pid, signal.SIGTERM)
+            _signal_group(child, kill=False)
     deadline = time.monotonic() + grace_s
     for child in children:
         try:
             child.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
+            _signal_group(child, kill=True)
             child.wait()
     print("EnergyOps stopped.", flush=True)
+
+
+def _signal_group(child: subprocess.Popen[bytes], *, kill: bool) -> None:
+    """SIGTERM (or SIGKILL) a child's session; Windows has neither: the child is ended."""
+    if sys.platform == "win32":
+        child.kill()
+        return
+    os.killpg(child.pid, signal.SIGKILL if kill else signal.SIGTERM)
 
 
 SUBCOMMANDS: dict[str, tuple[Any, str]] = {

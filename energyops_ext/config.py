@@ -57,6 +57,7 @@ class Settings:
     ws_queue_frames: int = 256
     ws_ping_interval_s: float = 20.0
     sandbox_mode: str = "auto"
+    process_backend: str = "auto"
     allow_network: bool = False
     limit_address_space_mb: int = 4096
     limit_cpu_s: int = 3600
@@ -231,6 +232,14 @@ class EnergyOps(Configurable):
         default_value="auto",
         help="Run isolation: 'auto' uses bubblewrap when it works here, 'bwrap' requires it, "
         "'none' uses only a new session, resource limits and a clean environment.",
+    ).tag(config=True)
+    process_backend = CaselessStrEnum(
+        ["auto", "linux", "portable"],
+        default_value="auto",
+        help="How run processes are identified, watched and killed, chosen once at start: "
+        "'linux' (/proc, pidfd, process groups; needed for bubblewrap, unshare and prlimit), "
+        "'portable' (psutil and environment markers; a Job Object on Windows; sandbox mode "
+        "none), 'auto' (linux where it works, else portable: macOS, Windows).",
     ).tag(config=True)
     allow_network = Bool(False, help="Let runs use the network (bubblewrap only).").tag(config=True)
     limit_address_space_mb = Integer(4096, help="RLIMIT_AS of a run, in MB (0: none).").tag(

@@ -17,9 +17,9 @@ from .events.periodic import DashboardPusher, dashboard_pusher
 from .events.stream import run_log_stream
 from .ingest.service import IngestService
 from .notify.worker import DeliveryWorker, delivery_worker
-from .runs import registry
 from .runs.engine import RunEngine
 from .runs.executors.dask import DaskExecutor
+from .runs.procs import process_backend
 from .runs.service import RunService
 from .schedules.service import ScheduleService
 from .storage import Storage, open_storage
@@ -47,7 +47,9 @@ class Services:
         parts: dict[str, Any] = {}
         parts.update(self.runs.health())
         servers = self.db.read_sync(
-            lambda s: list_servers(s, self.me, utcnow(), self.settings.lease_s, registry.is_alive)
+            lambda s: list_servers(
+                s, self.me, utcnow(), self.settings.lease_s, self.runs.engine.procs.is_alive
+            )
         )
         parts["server"] = {
             "id": self.me.id,
@@ -97,7 +99,8 @@ def build_services(settings: Settings, log: logging.Logger) -> Services:
     )
     log.info("EnergyOps storage: %r", storage)
     hub = EventHub(queue_frames=settings.ws_queue_frames)
-    me = ServerIdentity.of_this_process(settings.executor)
+    procs = process_backend(settings.process_backend)
+    me = ServerIdentity.of_this_process(settings.executor, procs)
     executor = DaskExecutor(settings, db, me, log) if settings.executor == "dask" else None
     engine = RunEngine(settings, db, storage, hub, log, me, executor=executor)
     cluster = ClusterNode(

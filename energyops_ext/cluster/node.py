@@ -13,7 +13,7 @@ from typing import Any
 from ..config import Settings
 from ..db import Database, utcnow
 from ..events import EventHub
-from ..runs import registry
+from ..runs.procs import process_backend
 from ..tasks import cancel_and_wait
 from . import servers, wakeups
 from .follow import RemoteLogFollower
@@ -40,6 +40,7 @@ class ClusterNode:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.settings = settings
+        self.procs = process_backend(settings.process_backend)
         self.db = db
         self.hub = hub
         self.me = me
@@ -94,7 +95,7 @@ class ClusterNode:
     async def list_servers(self) -> list[dict[str, Any]]:
         me, now, lease = self.me, self.clock(), self.settings.lease_s
         return await self.db.read(
-            lambda s: servers.list_servers(s, me, now, lease, registry.is_alive)
+            lambda s: servers.list_servers(s, me, now, lease, self.procs.is_alive)
         )
 
     # --- notifications (listener thread) ---

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from .._version import __version__
 from ..db.models import Run, Server
 from ..runs import registry
+from ..runs.procs import ProcessBackend, process_backend
 
 Alive = Callable[[int, int | None], bool]
 # the executor of a row written by a run's task on a Dask worker
@@ -40,14 +41,19 @@ class ServerIdentity:
     executor: str
 
     @classmethod
-    def of_this_process(cls, executor: str = "local") -> ServerIdentity:
+    def of_this_process(
+        cls, executor: str = "local", procs: ProcessBackend | None = None
+    ) -> ServerIdentity:
+        """``procs``: the process backend whose boot id and start times this server records
+        (the runs' engine must use the same one); the automatic choice by default."""
+        procs = procs or process_backend()
         pid = os.getpid()
         return cls(
             id=str(uuid.uuid4()),
             host=registry.host_name(),
-            boot_id=registry.boot_id(),
+            boot_id=procs.boot_id(),
             pid=pid,
-            pid_start_time=registry.start_time(pid),
+            pid_start_time=procs.start_time(pid),
             version=__version__,
             executor=executor,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,11 +37,11 @@ def _sqlite_migration_lock(engine: Engine) -> Iterator[None]:
     if not database or database == ":memory:":
         yield
         return
-    try:
-        import fcntl
-    except ImportError:  # no flock here: SQLite's own locking and busy timeout only
+    if sys.platform == "win32":  # no flock here: SQLite's own locking and busy timeout only
         yield
         return
+    import fcntl
+
     with open(f"{database}.migrate-lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:

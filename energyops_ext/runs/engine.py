@@ -29,10 +29,11 @@ from ..storage import Storage
 from ..tasks import cancel_and_wait
 from . import inputs as run_inputs
 from . import parameters as run_parameters
-from . import registry, run_feed, store
+from . import run_feed, store
 from .artifacts import artifact_key, list_artifacts, log_key
 from .executors import Executor
 from .logs import Batch, Line, RunLog, new_line
+from .procs import process_backend
 from .results import RESULTS_FILE, write_results
 from .run_errors import RunErrors
 from .runner import RunProcess, spare_bwrap, terminate_tree
@@ -126,6 +127,9 @@ class RunEngine:
         self.me = me
         self.clock = clock
         self.active: dict[int, ActiveRun] = {}
+        # how processes are found, watched and killed here: the identity ``me`` carries
+        # (boot id, start times) comes from the same backend
+        self.procs = process_backend(settings.process_backend)
         self.sandbox: SandboxInfo | None = None
         self._pump_lock = asyncio.Lock()
         self._reap_lock = asyncio.Lock()
@@ -340,6 +344,7 @@ class RunEngine:
             process_marker(paths),
             active.log,
             kill_grace_s=self.settings.kill_grace_s,
+            procs=self.procs,
             spare=spare,
         )
 
@@ -612,7 +617,7 @@ class RunEngine:
         async with self._reap_lock:
             me, now, lease = self.me, self.clock(), self.settings.lease_s
             orphans = await self.db.read(
-                lambda s: servers.orphan_runs(s, me, now, lease, registry.is_alive)
+                lambda s: servers.orphan_runs(s, me, now, lease, self.procs.is_alive)
             )
             for orphan in orphans:
                 detail = await asyncio.to_thread(self._kill_survivors, orphan)
@@ -628,9 +633,11 @@ class RunEngine:
             if orphan.host == self.me.host:
                 return f"its process (pid {pid}) ended when the machine restarted"
             return f"its process (pid {pid} on {orphan.host}) is beyond this machine's reach"
-        alive = orphan.pid_start_time is not None and registry.is_alive(pid, orphan.pid_start_time)
+        start = orphan.pid_start_time
+        alive = start is not None and self.procs.is_alive(pid, start)
         marker = process_marker(RunPaths.for_dir(Path(orphan.workdir))) if orphan.workdir else b""
-        killed = terminate_tree(pid if alive else None, marker, 0.0) if marker or alive else 0
+        root = pid if alive else None
+        killed = terminate_tree(self.procs, root, marker, 0.0) if marker or alive else 0
         if alive or killed:
             return f"its process (pid {pid}) was still running and was killed"
         return f"its process (pid {pid}) had already gone"

@@ -1,35 +1,28 @@
 """The lifecycle of one run's process: spawn, read both pipes, watch the exit, kill the tree.
 
 The exit of the main process ends the run even when a leftover grandchild still holds the pipes
-(asyncio's ``wait()`` would wait for the pipes): the exit is watched through a pidfd, then every
-process of the run is killed, then the pipes are drained for a bounded time.
+(asyncio's ``wait()`` would wait for the pipes): the exit is watched (a pidfd on Linux, a
+polling thread elsewhere), then every process of the run is killed, then the pipes are drained
+for a bounded time. What is done with the operating system is the process backend's
+(``procs``): the same lifecycle runs on Linux, macOS and Windows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import selectors
-import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from . import registry
-from .logs import LineSplitter
+from .procs import Action, Containment, LineSink, PipeReader, ProcessBackend, ProcRef
 
-CHUNK_BYTES = 64 * 1024
 DRAIN_S = 2.0
 POLL_S = 0.02
-
-
-class LineSink(Protocol):
-    def add(self, stream: str, texts: list[str]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -48,50 +41,57 @@ def spare_bwrap(pid: int) -> bool:
     return registry.command_name(pid) == "bwrap"
 
 
-def _signal(pids: set[int], sig: int) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
+def _spared(found: set[ProcRef], spare: Callable[[int], bool] | None) -> set[ProcRef]:
+    return {p for p in found if spare is None or not spare(p.pid)}
 
 
 def signal_tree(
-    root_pid: int | None, marker: bytes, sig: int, spare: Callable[[int], bool] | None = None
+    procs: ProcessBackend,
+    root_pid: int | None,
+    marker: bytes,
+    action: Action,
+    spare: Callable[[int], bool] | None = None,
 ) -> int:
-    """Send ``sig`` to every process of a run (as ``terminate_tree`` finds them); how many."""
-    found = {p for p in registry.run_processes(root_pid, marker) if spare is None or not spare(p)}
-    _signal(found, sig)
+    """Send ``action`` to every process of a run (as ``terminate_tree`` finds them); how
+    many."""
+    found = _spared(procs.run_processes(root_pid, marker), spare)
+    procs.signal(found, action)
     return len(found)
 
 
 def terminate_tree(
+    procs: ProcessBackend,
     root_pid: int | None,
     marker: bytes,
     grace_s: float,
     spare: Callable[[int], bool] | None = None,
     give_up_s: float = 5.0,
+    job: Containment | None = None,
 ) -> int:
     """SIGTERM every process of a run (its group, its descendants, whatever carries its
-    environment marker), SIGKILL what is left after ``grace_s``. Blocking. Returns how many
-    processes were found at first."""
-    found = registry.run_processes(root_pid, marker)
+    environment marker), SIGKILL what is left after ``grace_s``; a run's ``job`` (Windows,
+    where nothing is graceful) is terminated at once. Blocking. Returns how many processes
+    were found at first."""
+    found = procs.run_processes(root_pid, marker)
+    if job is not None:
+        job.terminate()
     if not found:
         return 0
-    if grace_s > 0:
-        _signal({p for p in found if spare is None or not spare(p)}, signal.SIGTERM)
+    if grace_s > 0 and job is None:
+        procs.signal(_spared(found, spare), "terminate")
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline:
             time.sleep(POLL_S)
-            if not registry.run_processes(root_pid, marker):
+            if not procs.run_processes(root_pid, marker):
                 return len(found)
     deadline = time.monotonic() + give_up_s
     while time.monotonic() < deadline:
-        remaining = registry.run_processes(root_pid, marker)
+        remaining = procs.run_processes(root_pid, marker)
         if not remaining:
             break
-        _signal(remaining, signal.SIGKILL)
+        procs.signal(remaining, "kill")
         if root_pid is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(root_pid, signal.SIGKILL)
+            procs.kill_group(root_pid)
         time.sleep(POLL_S)
     return len(found)
 
@@ -108,6 +108,7 @@ class RunProcess:
         sink: LineSink,
         *,
         kill_grace_s: float,
+        procs: ProcessBackend,
         spare: Callable[[int], bool] | None = None,
     ) -> None:
         self.argv = argv
@@ -117,20 +118,23 @@ class RunProcess:
         self.sink = sink
         self.kill_grace_s = kill_grace_s
         self.spare = spare
+        self.procs = procs
         self.proc: subprocess.Popen[bytes] | None = None
+        self.job: Containment | None = None
         self.start_time: int | None = None
         self._started = 0.0
         self._kill = asyncio.Event()
         self._stop = asyncio.Event()
         self._drain_deadline: float | None = None
-        self._reader: threading.Thread | None = None
+        self._reader: PipeReader | None = None
 
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
     def start(self) -> None:
-        """Spawn in a new session with both pipes; start the pipe reader. Blocking."""
+        """Spawn in a new session (POSIX) or process group and job (Windows) with both
+        pipes; start the pipe reader. Blocking."""
         self.proc = subprocess.Popen(
             self.argv,
             stdin=subprocess.DEVNULL,
@@ -138,14 +142,18 @@ class RunProcess:
             stderr=subprocess.PIPE,
             env=self.env,
             cwd=self.cwd,
-            start_new_session=True,
             close_fds=True,
+            **self.procs.spawn_options(),
         )
         self._started = time.monotonic()
-        self.start_time = registry.start_time(self.proc.pid)
-        self._reader = threading.Thread(
-            target=self._read_pipes, name=f"energyops-run-{self.proc.pid}", daemon=True
-        )
+        try:
+            self.job = self.procs.contain(self.proc)
+        except OSError:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+        self.start_time = self.procs.start_time(self.proc.pid)
+        self._reader = self.procs.pipe_reader(self.proc, self.sink, lambda: self._drain_deadline)
         self._reader.start()
 
     def request_kill(self) -> None:
@@ -163,13 +171,12 @@ class RunProcess:
         assert proc is not None
         loop = asyncio.get_running_loop()
         exited: asyncio.Future[None] = loop.create_future()
-        pidfd = os.pidfd_open(proc.pid)
 
         def on_exit() -> None:
             if not exited.done():
                 exited.set_result(None)
 
-        loop.add_reader(pidfd, on_exit)
+        stop_watching = self.procs.watch_exit(loop, proc, on_exit)
         kill: asyncio.Future[Any] = asyncio.ensure_future(self._kill.wait())
         stop: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
         try:
@@ -181,7 +188,9 @@ class RunProcess:
                 reason = await self._stop_steps(proc.pid, exited, kill, timeout_s)
             runtime_ms = round((time.monotonic() - self._started) * 1000)
             grace = 0.0 if reason in ("exit", "stopped") else self.kill_grace_s
-            await asyncio.to_thread(terminate_tree, proc.pid, self.marker, grace, self.spare)
+            await asyncio.to_thread(
+                terminate_tree, self.procs, proc.pid, self.marker, grace, self.spare, job=self.job
+            )
             if reason != "exit":
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(exited), 5.0)
@@ -189,9 +198,10 @@ class RunProcess:
         finally:
             kill.cancel()
             stop.cancel()
-            loop.remove_reader(pidfd)
-            os.close(pidfd)
+            stop_watching()
         exit_code = await asyncio.to_thread(proc.wait)
+        if self.job is not None:
+            self.job.close()
         self._drain_deadline = time.monotonic() + DRAIN_S
         if self._reader is not None:
             await asyncio.to_thread(self._reader.join, DRAIN_S + 1.0)
@@ -203,8 +213,9 @@ class RunProcess:
         """SIGINT, then SIGTERM: each gets ``kill_grace_s`` to end the run. "stopped" once
         the process exits (its exit code tells how), else what came first (kill, timeout),
         else "stopped" after the SIGKILL that ``finish`` sends next."""
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            await asyncio.to_thread(signal_tree, pid, self.marker, sig, self.spare)
+        steps: tuple[Action, ...] = ("interrupt", "terminate")
+        for action in steps:
+            await asyncio.to_thread(signal_tree, self.procs, pid, self.marker, action, self.spare)
             left = timeout_s - (time.monotonic() - self._started)
             await asyncio.wait(
                 {exited, kill},
@@ -217,37 +228,7 @@ class RunProcess:
                 return "killed"
             if left <= self.kill_grace_s:
                 return "timeout"
-        await asyncio.to_thread(signal_tree, pid, self.marker, signal.SIGKILL)
+        await asyncio.to_thread(signal_tree, self.procs, pid, self.marker, "kill")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(exited), 5.0)
         return "stopped"
-
-    def _read_pipes(self) -> None:
-        """Read stdout and stderr in chunks until both close (or the drain deadline)."""
-        proc = self.proc
-        assert proc is not None and proc.stdout is not None and proc.stderr is not None
-        splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
-        with selectors.DefaultSelector() as selector:
-            for pipe, stream in ((proc.stdout, "stdout"), (proc.stderr, "stderr")):
-                os.set_blocking(pipe.fileno(), False)
-                selector.register(pipe.fileno(), selectors.EVENT_READ, stream)
-            open_pipes = 2
-            while open_pipes:
-                deadline = self._drain_deadline
-                if deadline is not None and time.monotonic() > deadline:
-                    break
-                for key, _ in selector.select(timeout=0.1):
-                    stream = key.data
-                    try:
-                        data = os.read(key.fd, CHUNK_BYTES)
-                    except BlockingIOError:
-                        continue
-                    if data:
-                        self.sink.add(stream, splitters[stream].feed(data))
-                    else:
-                        selector.unregister(key.fd)
-                        open_pipes -= 1
-        for stream, splitter in splitters.items():
-            self.sink.add(stream, splitter.finish())
-        proc.stdout.close()
-        proc.stderr.close()

@@ -2,13 +2,16 @@
 
 A run is ``prlimit ... -- [bwrap ... --] python -u script.py args`` (or a tiny Python launcher
 that sets the limits and execs when ``prlimit`` is missing). ``preexec_fn`` is never used: the
-server is threaded.
+server is threaded. With the portable process backend (macOS, Windows) there is no bubblewrap,
+``unshare`` or ``prlimit``: the mode is ``none``, limits come from the launcher where Python has
+``resource`` (POSIX) and there are none on Windows.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
+from .procs import process_backend
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +40,10 @@ class SandboxInfo:
     bubblewrap: bool
     bubblewrap_error: str | None
     unshare: bool
-    limits: str  # prlimit | launcher
+    limits: str  # prlimit | launcher | none
     network: str  # isolated | allowed | open
     fallback_reason: str | None
+    processes: str = "linux"  # the process backend: linux | portable
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -49,6 +54,7 @@ class SandboxInfo:
             "limits": self.limits,
             "network": self.network,
             "fallback_reason": self.fallback_reason,
+            "processes": self.processes,
         }
 
     def describe(self) -> str:
@@ -63,7 +69,10 @@ class SandboxInfo:
                 f"limits via {self.limits} ({self.fallback_reason})"
             )
         reason = f" ({self.fallback_reason})" if self.fallback_reason else ""
-        return f"isolation: new session, resource limits via {self.limits}, clean env{reason}"
+        limits = f"resource limits via {self.limits}"
+        if self.limits == "none":
+            limits = "no resource limits"
+        return f"isolation: new session, {limits}, clean env{reason}"
 
 
 def _try(cmd: list[str]) -> str | None:
@@ -115,8 +124,32 @@ def bwrap_prefix(run_dir: Path, *, allow_network: bool) -> list[str]:
     return cmd
 
 
+def _has_resource_module() -> bool:
+    try:
+        import resource  # noqa: F401  (POSIX only: the launcher sets limits with it)
+    except ImportError:
+        return False
+    return True
+
+
+def portable_info(settings: Settings) -> SandboxInfo:
+    """No layer of the Linux sandbox is tried with the portable process backend."""
+    configured = settings.sandbox_mode
+    limits = "launcher" if _has_resource_module() else "none"
+    error = "not used by the portable process backend"
+    if configured == "bwrap":
+        reason = "sandbox_mode=bwrap needs process_backend linux (it is portable here)"
+        mode, network = "unavailable", "isolated"
+    else:
+        reason = f"process_backend portable on {sys.platform}: no bubblewrap, unshare or prlimit"
+        mode, network = "none", "open"
+    return SandboxInfo(configured, mode, False, error, False, limits, network, reason, "portable")
+
+
 def probe(settings: Settings) -> SandboxInfo:
     """Try each layer once (blocking, at start)."""
+    if process_backend(settings.process_backend).name == "portable":
+        return portable_info(settings)
     configured = settings.sandbox_mode
     limits = "prlimit" if shutil.which("prlimit") else "launcher"
     bwrap_error: str | None = "not probed (sandbox_mode=none)"
@@ -158,16 +191,21 @@ def limit_values(settings: Settings) -> dict[str, int]:
     return {name: value for name, value in values.items() if value > 0}
 
 
+# A limit the system refuses (macOS does not take every RLIMIT_AS) is named on stderr, in
+# the run's log, and the run goes on with the others.
 _LAUNCHER = (
     "import os,resource,sys\n"
     "for n,v in zip(sys.argv[1].split(','),sys.argv[2].split(',')):\n"
-    " n and resource.setrlimit(getattr(resource,'RLIMIT_'+n),(int(v),int(v)))\n"
+    " try:n and resource.setrlimit(getattr(resource,'RLIMIT_'+n),(int(v),int(v)))\n"
+    " except(ValueError,OSError)as e:print('energyops: RLIMIT_'+n,'not set:',e,file=sys.stderr)\n"
     "os.execv(sys.argv[3],sys.argv[3:])\n"
 )
 
 
 def limits_prefix(settings: Settings, method: str) -> list[str]:
     values = limit_values(settings)
+    if method == "none":
+        return []
     if method == "prlimit":
         prlimit = shutil.which("prlimit") or "prlimit"
         return [prlimit, *(f"--{name.lower()}={value}" for name, value in values.items()), "--"]
@@ -251,12 +289,16 @@ def run_environment(
     model_type: str | None,
     config: dict[str, Any],
     parameters: dict[str, Any] | None = None,
+    *,
+    platform: str = sys.platform,
+    server_env: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """The whole environment of a run: nothing of the server's is inherited."""
+    """The whole environment of a run: nothing of the server's is inherited (on Windows but
+    the system directory, without which Python cannot start)."""
     config_json = json.dumps(config, separators=(",", ":"))
     parameters_json = json.dumps(parameters or {}, separators=(",", ":"))
     python_bin = str(Path(sys.executable).parent)
-    return {
+    env = {
         "PATH": f"{python_bin}:/usr/local/bin:/usr/bin:/bin",
         "HOME": str(paths.root),
         "TMPDIR": str(paths.tmp_dir),
@@ -272,8 +314,27 @@ def run_environment(
         "MODEL_TYPE": model_type or "",
         "CONFIG": config_json,
     }
+    if platform != "linux":
+        # stdout, stderr and open() in UTF-8, as the log reader and the Linux runs expect
+        env["PYTHONUTF8"] = "1"
+    if platform == "win32":
+        env.update(_windows_environment(paths, server_env or dict(os.environ)))
+    return env
+
+
+def _windows_environment(paths: RunPaths, server_env: dict[str, str]) -> dict[str, str]:
+    system_root = server_env.get("SYSTEMROOT") or server_env.get("SystemRoot") or r"C:\Windows"
+    python_dir = str(Path(sys.executable).parent)
+    return {
+        "PATH": ";".join([python_dir, f"{python_dir}\\Scripts", f"{system_root}\\System32"]),
+        "SYSTEMROOT": system_root,
+        "TEMP": str(paths.tmp_dir),
+        "TMP": str(paths.tmp_dir),
+        "USERPROFILE": str(paths.root),
+    }
 
 
 def process_marker(paths: RunPaths) -> bytes:
-    """Bytes in /proc/<pid>/environ of every process of this run (children inherit them)."""
+    """Bytes in /proc/<pid>/environ of every process of this run (children inherit them;
+    the portable backend compares the same name and value in psutil's ``environ()``)."""
     return f"ENERGYOPS_OUTPUT_DIR={paths.output_dir}\0".encode()

@@ -36,6 +36,7 @@ from ..notify import set_global_channels
 from ..storage import open_storage
 from . import store
 from .engine import RunEngine
+from .procs import process_backend
 
 # settings a worker takes from the server that submits (paths are the worker's own)
 LOCAL_PATHS = ("data_dir", "sandbox_dir", "logs_dir", "files_dir")
@@ -90,7 +91,8 @@ def _worker_address() -> str | None:
 
 
 async def _run(spec: WorkerRun, address: str | None) -> dict[str, Any]:
-    me = dataclasses.replace(ServerIdentity.of_this_process(), executor=WORKER_EXECUTOR)
+    procs = process_backend(str(spec.settings.get("process_backend", "auto")))
+    me = dataclasses.replace(ServerIdentity.of_this_process(procs=procs), executor=WORKER_EXECUTOR)
     # a directory of this task's own: tasks of several databases may share a worker
     settings = spec.worker_settings(Path(tempfile.gettempdir()) / "energyops-worker" / me.id)
     for path in (settings.sandbox_dir, settings.logs_dir, settings.files_dir):

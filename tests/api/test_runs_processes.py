@@ -1,5 +1,8 @@
-"""Process lifecycle over real subprocesses: kill, timeout, leftovers, setsid escapees, the
-queue, and a 200,000-line run. Every test counts surviving processes: zero."""
+"""Process lifecycle over real subprocesses: kill, timeout, leftovers, setsid escapees, stop,
+the queue, and a 200,000-line run. Every test counts surviving processes: zero.
+
+Each runs on the linux process backend (with and without bubblewrap) and on the portable one
+(psutil: what macOS and Windows run), forced here on Linux."""
 
 from __future__ import annotations
 
@@ -39,14 +42,22 @@ time.sleep(60)
 """
 
 
-@pytest.fixture(params=["bwrap", "none"])
+# (process_backend, sandbox_mode)
+LINUX_BWRAP = ("linux", "bwrap")
+LINUX_NONE = ("linux", "none")
+PORTABLE = ("portable", "none")
+
+
+@pytest.fixture(params=[LINUX_BWRAP, LINUX_NONE, PORTABLE], ids="-".join)
 def energyops_config(request: pytest.FixtureRequest) -> dict[str, Any]:
-    return {**FAST_RUNS, "sandbox_mode": request.param}
+    backend, sandbox = request.param
+    return {**FAST_RUNS, "process_backend": backend, "sandbox_mode": sandbox}
 
 
 def survivors(services: Services, run_id: int, pid_file: Path) -> set[int]:
     """Live processes of a run: seen from the host through the run's environment marker,
-    and (without a pid namespace, where the pids the script wrote are host pids) by pid."""
+    and (without a pid namespace, where the pids the script wrote are host pids) by pid.
+    Read from /proc whatever the backend under test."""
     found = registry.with_marker(
         process_marker(RunPaths.for_run(services.settings.sandbox_dir, run_id))
     )
@@ -69,7 +80,16 @@ async def _family(api: Fetch, services: Services, **payload: Any) -> tuple[dict[
 
 
 async def test_kill_timeout_and_exit_leave_no_process(api: Fetch, services: Services) -> None:
+    backend = services.settings.process_backend
+    sandbox = body(await api("GET", "health"))["sandbox"]
+    assert sandbox["processes"] == backend
+    if backend == "portable":
+        assert (
+            sandbox["mode"] == "none" and "process_backend portable" in sandbox["fallback_reason"]
+        )
     run, pids = await _family(api, services)
+    first = body(await api("GET", f"runs/{run['id']}/logs"))["items"][0]["text"]
+    assert first.startswith("isolation: ") and (backend == "linux") != ("portable" in first)
     assert len(survivors(services, run["id"], pids)) >= 3
     killed = await api("DELETE", f"runs/{run['id']}")
     assert killed.code == 202
@@ -124,8 +144,9 @@ for i in range(100_000):
 """
 
 
-# The line path does not depend on the sandbox: run it once, in the default (bubblewrap) mode.
-@pytest.mark.parametrize("energyops_config", ["bwrap"], indirect=True)
+# The line path does not depend on the sandbox, but on the backend's pipe reader (a selector
+# on linux, a thread per pipe on portable, as on Windows).
+@pytest.mark.parametrize("energyops_config", [LINUX_BWRAP, PORTABLE], indirect=True, ids="-".join)
 async def test_200k_lines_land_complete_and_ordered(api: Fetch, services: Services) -> None:
     sid = await script_id(api, "test_loud.py", LOUD)
     run = await start_run(api, sid)
@@ -156,3 +177,40 @@ async def test_200k_lines_land_complete_and_ordered(api: Fetch, services: Servic
     assert [line.split(" ", 2)[2] for line in file_lines.splitlines()] == [
         line["text"] for line in lines
     ]
+
+
+# Stops at SIGINT with exit 0 when asked ("stop"), else ignores SIGINT and SIGTERM with a child
+# that ignores them too: the stop's last step (SIGKILL) must take both.
+STUBBORN = """
+import os, signal, subprocess, sys, time
+out = os.environ["ENERGYOPS_OUTPUT_DIR"] + "/pids"
+if sys.argv[1:] == ["stop"]:
+    signal.signal(signal.SIGINT, lambda *_: (print("keeping the best", flush=True), sys.exit(0)))
+else:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+child = subprocess.Popen([sys.executable, "-c", code])
+with open(out, "w") as fh:
+    fh.write(f"{os.getpid()}\\n{child.pid}\\n")
+print("solving", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("energyops_config", [LINUX_NONE, PORTABLE], indirect=True, ids="-".join)
+async def test_stop_steps_keep_the_best_or_kill_the_tree(api: Fetch, services: Services) -> None:
+    sid = await script_id(api, "test_stubborn.py", STUBBORN)
+    for args, status, stopped_early in ((["stop"], "succeeded", True), ([], "killed", False)):
+        run = await start_run(api, sid, args=args)
+        pid_file = services.settings.sandbox_dir / str(run["id"]) / "output" / "pids"
+
+        async def solving(run_id: int = run["id"]) -> bool:
+            lines = body(await api("GET", f"runs/{run_id}/logs"))["items"]
+            return any(line["text"] == "solving" for line in lines)
+
+        await wait_until(solving)
+        assert (await api("POST", f"runs/{run['id']}/stop")).code == 202
+        done = await wait_for(api, run["id"])
+        assert (done["status"], done["stopped_early"]) == (status, stopped_early), done
+        assert survivors(services, run["id"], pid_file) == set()

@@ -1,4 +1,5 @@
-"""Restart recovery with a real ``jupyter server`` process, and ``jupyter energyops cleanup``."""
+"""Restart recovery with a real ``jupyter server`` process, and ``jupyter energyops cleanup``,
+on the linux process backend and on the portable one (psutil, as on macOS and Windows)."""
 
 from __future__ import annotations
 
@@ -20,10 +21,25 @@ import pytest
 from energyops_ext.runs import registry
 from energyops_ext.runs.sandbox import RunPaths, process_marker
 
-from .runs_helpers import multipart
+from .runs_helpers import live_pids, multipart
 
 TOKEN = "recovery-test-token"
-SLEEPER = "import time\nprint('up', flush=True)\ntime.sleep(120)\n"
+# A run with a child and a grandchild that left its session (setsid): all three outlive a
+# SIGKILLed server, and the next server must find and kill each.
+SLEEPER = """
+import os, subprocess, sys, time
+out = os.environ["ENERGYOPS_OUTPUT_DIR"] + "/pids"
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+escapee = os.fork()
+if escapee == 0:
+    os.setsid()
+    time.sleep(120)
+    os._exit(0)
+with open(out, "w") as fh:
+    fh.write(f"{os.getpid()} {child.pid} {escapee}")
+print('up', flush=True)
+time.sleep(120)
+"""
 
 
 def _free_port() -> int:
@@ -36,10 +52,11 @@ def _free_port() -> int:
 class Server:
     """A ``jupyter server`` with the extension enabled by its installed config."""
 
-    def __init__(self, data_dir: Path, db_url: str) -> None:
+    def __init__(self, data_dir: Path, db_url: str, process_backend: str) -> None:
         self.port = _free_port()
         self.data_dir = data_dir
         self.db_url = db_url
+        self.process_backend = process_backend
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -58,6 +75,7 @@ class Server:
             "--EnergyOps.kill_grace_s=0.5",
             "--EnergyOps.heartbeat_s=0.2",
             "--EnergyOps.log_flush_interval_s=0.1",
+            f"--EnergyOps.process_backend={self.process_backend}",
             f"--ServerApp.root_dir={self.data_dir}",
             # bubblewrap's --die-with-parent would end the run with the server; without it
             # the run's process survives a SIGKILLed server, the case recovery must handle
@@ -106,12 +124,17 @@ class Server:
                 self.kill()
 
 
+@pytest.fixture(params=["linux", "portable"])
+def process_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def server_factory(tmp_path: Path, db_url: str) -> Iterator[Any]:
+def server_factory(tmp_path: Path, db_url: str, process_backend: str) -> Iterator[Any]:
     started: list[Server] = []
 
     def make() -> Server:
-        server = Server(tmp_path, db_url)
+        server = Server(tmp_path, db_url, process_backend)
         started.append(server)
         server.start()
         return server
@@ -145,14 +168,22 @@ def test_a_killed_server_leaves_lost_runs_and_no_process(
         time.sleep(0.05)
     pid = first.call("GET", f"runs/{run['id']}")["pid"]
     assert running["host"] == registry.host_name() and pid
-    marker = process_marker(RunPaths.for_run(tmp_path / "sandbox", run["id"]))
-    assert registry.with_marker(marker)
+    paths = RunPaths.for_run(tmp_path / "sandbox", run["id"])
+    marker = process_marker(paths)
+    family = live_pids(paths.output_dir / "pids")
+    assert pid == family[0] and len(family) == 3
+    # (read from /proc, whatever the backend under test)
+    assert registry.with_marker(marker) == set(family)
+    health = first.call("GET", "health")
+    assert health["sandbox"]["processes"] == first.process_backend
 
     first.kill()  # SIGKILL: no stop(), the run's processes survive the server (for now)
+    assert live_pids(paths.output_dir / "pids") == family
     second = server_factory()
     lost = _wait(second, run["id"], {"lost"})  # recovery runs as the extension starts
     assert "was still running and was killed" in lost["status_reason"]
     assert registry.with_marker(marker) == set()
+    assert live_pids(paths.output_dir / "pids") == []
     lines = second.call("GET", f"runs/{run['id']}/logs")["items"]
     assert lines[-1]["stream"] == "system" and lines[-1]["text"].startswith("run lost:")
     assert [line["seq"] for line in lines] == list(range(1, len(lines) + 1))
