@@ -35,6 +35,9 @@ EXPORT_HEADER = (
 )
 EXPORT_FIELDS = (*PRICE_FIELDS, "purchase_bid_mw", "sell_bid_mw", "scheduled_mw", "model_result_mw")
 MAX_SNAPSHOT_DAYS = 366
+BLOCKS_PER_DAY = 96
+MISSING_HEADER_CHARS = 4000
+HOURS_PER_BLOCK = 0.25  # a block is 15 minutes: MWh = MW x 0.25
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -96,6 +99,10 @@ def _where(query: Any, span: DateRange) -> Any:
 
 
 def stats(session: Session, span: DateRange) -> dict[str, Any]:
+    """Row count, average prices and MW totals over the rows of the range (as before), and per
+    MW figure the energy in MWh (each row's MW held for its 15-minute block) and the average
+    MW of a block (a block being the sum over its rows, the desk's position), over the blocks
+    that have a value; ``blocks`` counts the (date, block) pairs with any row."""
     query = _where(
         select(
             func.count(),
@@ -111,9 +118,29 @@ def stats(session: Session, span: DateRange) -> dict[str, Any]:
         result[f"avg_{name}"] = _round(row[i])
     for i, name in enumerate(MW_FIELDS, start=1 + len(PRICE_FIELDS)):
         result[f"total_{name}"] = _round(row[i])
+        result[f"energy_{name.removesuffix('_mw')}_mwh"] = _round(energy_mwh(row[i]))
     last = row[-1]
     result["last_updated"] = _as_utc_iso(last)
+    result.update(_block_averages(session, span))
     return result
+
+
+def _block_averages(session: Session, span: DateRange) -> dict[str, Any]:
+    """``blocks`` and each MW figure's average over the blocks that have a value (AVG skips a
+    block whose rows all lack it)."""
+    blocks = _per_block(span).order_by(None).subquery()
+    row = session.execute(
+        select(func.count(), *(func.avg(blocks.c[f]) for f in MW_FIELDS)).select_from(blocks)
+    ).one()
+    averages: dict[str, Any] = {"blocks": int(row[0])}
+    for i, name in enumerate(MW_FIELDS, start=1):
+        averages[f"avg_{name}"] = _round(row[i])
+    return averages
+
+
+def energy_mwh(total_block_mw: Any) -> float | None:
+    """MWh from a sum of block MW: each block holds its MW for a quarter of an hour."""
+    return None if total_block_mw is None else float(total_block_mw) * HOURS_PER_BLOCK
 
 
 def _as_utc_iso(value: Any) -> str | None:
@@ -172,6 +199,65 @@ def snapshot(session: Session, span: DateRange) -> dict[str, Any]:
                 item[name] = _round(getattr(r, name)) if r is not None else None
             rows.append(item)
     return {**span.json(), "rows": rows}
+
+
+def missing_blocks(session: Session, span: DateRange) -> dict[date, list[int]]:
+    """Per day of the span, the blocks without any row; days with every block present are left
+    out. A span open at one end stops at the first / last day with data."""
+    present = session.execute(_where(select(M.date, M.block).distinct(), span)).all()
+    days_with_data: dict[date, set[int]] = {}
+    for day, block in present:
+        days_with_data.setdefault(day, set()).add(int(block))
+    first = span.start or min(days_with_data, default=None)
+    last = span.end or max(days_with_data, default=None)
+    if first is None or last is None:
+        return {}
+    missing: dict[date, list[int]] = {}
+    for offset in range((last - first).days + 1):
+        day = first + timedelta(days=offset)
+        have = days_with_data.get(day, set())
+        if len(have) < BLOCKS_PER_DAY:
+            missing[day] = [b for b in range(1, BLOCKS_PER_DAY + 1) if b not in have]
+    return missing
+
+
+def _runs(blocks: list[int]) -> list[tuple[int, int]]:
+    runs: list[tuple[int, int]] = []
+    for block in sorted(blocks):
+        if runs and block == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], block)
+        else:
+            runs.append((block, block))
+    return runs
+
+
+def block_ranges(blocks: list[int]) -> str:
+    """``[3, 4, 5, 9]`` → ``3-5,9``."""
+    return ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in _runs(blocks))
+
+
+def _span_label(first: int, last: int) -> str:
+    """``01:00-24:00`` for blocks 5 to 96."""
+    return f"{block_label(first)[:5]}-{block_label(last)[6:]}"
+
+
+def missing_headers(missing: dict[date, list[int]]) -> dict[str, str]:
+    """Response headers that tell an export's reader which blocks have no row:
+    ``X-EnergyOps-Missing-Block-Count`` always, and ``X-EnergyOps-Missing-Blocks`` (days
+    separated by spaces, ``2024-04-14:5-96 2024-04-15:1-3,37``) when any is missing; a list
+    longer than ``MISSING_HEADER_CHARS`` ends with ``...``."""
+    count = sum(len(blocks) for blocks in missing.values())
+    headers = {"X-EnergyOps-Missing-Block-Count": str(count)}
+    entries = [f"{day.isoformat()}:{block_ranges(blocks)}" for day, blocks in missing.items()]
+    text = ""
+    for entry in entries:
+        if len(text) + len(entry) + 1 > MISSING_HEADER_CHARS:
+            text += " ..."
+            break
+        text = f"{text} {entry}" if text else entry
+    if text:
+        headers["X-EnergyOps-Missing-Blocks"] = text
+    return headers
 
 
 def neutralize(text: str) -> str:
@@ -239,8 +325,15 @@ def csv_chunks(
     yield buffer.getvalue().encode()
 
 
-def write_xlsx(engine: Engine, span: DateRange, by_plant: bool, target: Any) -> None:
-    """The xlsx export, written with openpyxl's write-only mode to ``target`` (a path)."""
+def write_xlsx(
+    engine: Engine,
+    span: DateRange,
+    by_plant: bool,
+    target: Any,
+    missing: dict[date, list[int]] | None = None,
+) -> None:
+    """The xlsx export, written with openpyxl's write-only mode to ``target`` (a path); a
+    second sheet, "Missing blocks", lists the blocks without a row when there are any."""
     from openpyxl import Workbook
 
     book = Workbook(write_only=True)
@@ -249,4 +342,10 @@ def write_xlsx(engine: Engine, span: DateRange, by_plant: bool, target: Any) -> 
     with engine.connect() as conn:
         for row in export_rows(conn, span, by_plant):
             sheet.append(row)
+    if missing:
+        note = book.create_sheet("Missing blocks")
+        note.append(["Date", "Blocks", "Timeblocks"])
+        for day, blocks in missing.items():
+            times = ", ".join(_span_label(a, b) for a, b in _runs(blocks))
+            note.append([day.isoformat(), block_ranges(blocks), times])
     book.save(target)

@@ -21,8 +21,11 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
+
+from .format import use_display_zone, zone_from_health
 
 if TYPE_CHECKING:
     from .events import EventStream
@@ -243,6 +246,11 @@ class EnergyOpsClient:
 
     def health(self) -> dict[str, Any]:
         return dict(self.get("health"))
+
+    def display_zone(self) -> ZoneInfo:
+        """The zone the server's ``display_timezone`` names (from /health), made the zone in
+        which this kernel's tables and cards show times."""
+        return use_display_zone(zone_from_health(self.health()))
 
     def activities(self, limit: int = 50, **params: Any) -> pd.DataFrame:
         return _frame(_items(self.get("activities", limit=limit, **params)))
