@@ -6,11 +6,11 @@ import asyncio
 import contextlib
 import tempfile
 from collections.abc import Iterator
-from datetime import date
 from pathlib import Path
 
 from ..errors import BadRequest
-from ..ingest import market
+from ..ingest import coverage, market
+from ..ingest.coverage import MissingRun
 from ..ingest.market import DateRange
 from .base import EnergyOpsHandler, allow
 
@@ -67,8 +67,10 @@ class MarketExportHandler(MarketHandler):
             else f"{span.start or 'start'}-to-{span.end or 'end'}"
         )
         by_plant = group == "plant"
-        missing = await self.services.db.read(lambda s: market.missing_blocks(s, span))
-        for header, value in market.missing_headers(missing).items():
+        missing = await self.services.db.read(
+            lambda s: coverage.missing_blocks(s, span.start, span.end)
+        )
+        for header, value in coverage.missing_headers(missing).items():
             self.set_header(header, value)
         self.set_header("Content-Disposition", f'attachment; filename="{name}.{fmt}"')
         if fmt == "csv":
@@ -83,7 +85,7 @@ class MarketExportHandler(MarketHandler):
             chunks = _file_chunks(path)
         await self._stream(chunks)
 
-    def _xlsx(self, span: DateRange, by_plant: bool, missing: dict[date, list[int]]) -> Path:
+    def _xlsx(self, span: DateRange, by_plant: bool, missing: list[MissingRun]) -> Path:
         directory = self.services.settings.data_dir / "tmp"
         directory.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(

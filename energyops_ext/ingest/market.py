@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from ..db.models import MarketSnapshot as M
 from ..errors import BadRequest
+from .coverage import MissingRun, block_ranges, block_times
 from .parse import block_label
 
 PRICE_FIELDS = ("dam_price", "rtm_price", "gdam_price")
@@ -35,8 +36,6 @@ EXPORT_HEADER = (
 )
 EXPORT_FIELDS = (*PRICE_FIELDS, "purchase_bid_mw", "sell_bid_mw", "scheduled_mw", "model_result_mw")
 MAX_SNAPSHOT_DAYS = 366
-BLOCKS_PER_DAY = 96
-MISSING_HEADER_CHARS = 4000
 HOURS_PER_BLOCK = 0.25  # a block is 15 minutes: MWh = MW x 0.25
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -201,65 +200,6 @@ def snapshot(session: Session, span: DateRange) -> dict[str, Any]:
     return {**span.json(), "rows": rows}
 
 
-def missing_blocks(session: Session, span: DateRange) -> dict[date, list[int]]:
-    """Per day of the span, the blocks without any row; days with every block present are left
-    out. A span open at one end stops at the first / last day with data."""
-    present = session.execute(_where(select(M.date, M.block).distinct(), span)).all()
-    days_with_data: dict[date, set[int]] = {}
-    for day, block in present:
-        days_with_data.setdefault(day, set()).add(int(block))
-    first = span.start or min(days_with_data, default=None)
-    last = span.end or max(days_with_data, default=None)
-    if first is None or last is None:
-        return {}
-    missing: dict[date, list[int]] = {}
-    for offset in range((last - first).days + 1):
-        day = first + timedelta(days=offset)
-        have = days_with_data.get(day, set())
-        if len(have) < BLOCKS_PER_DAY:
-            missing[day] = [b for b in range(1, BLOCKS_PER_DAY + 1) if b not in have]
-    return missing
-
-
-def _runs(blocks: list[int]) -> list[tuple[int, int]]:
-    runs: list[tuple[int, int]] = []
-    for block in sorted(blocks):
-        if runs and block == runs[-1][1] + 1:
-            runs[-1] = (runs[-1][0], block)
-        else:
-            runs.append((block, block))
-    return runs
-
-
-def block_ranges(blocks: list[int]) -> str:
-    """``[3, 4, 5, 9]`` → ``3-5,9``."""
-    return ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in _runs(blocks))
-
-
-def _span_label(first: int, last: int) -> str:
-    """``01:00-24:00`` for blocks 5 to 96."""
-    return f"{block_label(first)[:5]}-{block_label(last)[6:]}"
-
-
-def missing_headers(missing: dict[date, list[int]]) -> dict[str, str]:
-    """Response headers that tell an export's reader which blocks have no row:
-    ``X-EnergyOps-Missing-Block-Count`` always, and ``X-EnergyOps-Missing-Blocks`` (days
-    separated by spaces, ``2024-04-14:5-96 2024-04-15:1-3,37``) when any is missing; a list
-    longer than ``MISSING_HEADER_CHARS`` ends with ``...``."""
-    count = sum(len(blocks) for blocks in missing.values())
-    headers = {"X-EnergyOps-Missing-Block-Count": str(count)}
-    entries = [f"{day.isoformat()}:{block_ranges(blocks)}" for day, blocks in missing.items()]
-    text = ""
-    for entry in entries:
-        if len(text) + len(entry) + 1 > MISSING_HEADER_CHARS:
-            text += " ..."
-            break
-        text = f"{text} {entry}" if text else entry
-    if text:
-        headers["X-EnergyOps-Missing-Blocks"] = text
-    return headers
-
-
 def neutralize(text: str) -> str:
     """Text a spreadsheet could run as a formula gets a leading quote."""
     return "'" + text if text.startswith(FORMULA_PREFIXES) else text
@@ -330,7 +270,7 @@ def write_xlsx(
     span: DateRange,
     by_plant: bool,
     target: Any,
-    missing: dict[date, list[int]] | None = None,
+    missing: list[MissingRun] | None = None,
 ) -> None:
     """The xlsx export, written with openpyxl's write-only mode to ``target`` (a path); a
     second sheet, "Missing blocks", lists the blocks without a row when there are any."""
@@ -344,8 +284,8 @@ def write_xlsx(
             sheet.append(row)
     if missing:
         note = book.create_sheet("Missing blocks")
-        note.append(["Date", "Blocks", "Timeblocks"])
-        for day, blocks in missing.items():
-            times = ", ".join(_span_label(a, b) for a, b in _runs(blocks))
-            note.append([day.isoformat(), block_ranges(blocks), times])
+        note.append(["From", "To", "Blocks", "Timeblocks"])
+        for run in missing:
+            first, last = run.first.isoformat(), run.last.isoformat()
+            note.append([first, last, block_ranges(run.blocks), block_times(run.blocks)])
     book.save(target)

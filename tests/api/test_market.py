@@ -173,11 +173,20 @@ async def test_an_export_names_the_blocks_without_data(api: Fetch) -> None:
     assert book.sheetnames == ["Market Data", "Missing blocks"]
     note = [list(row) for row in book["Missing blocks"].iter_rows(values_only=True)]
     assert note == [
-        ["Date", "Blocks", "Timeblocks"],
-        ["2024-04-12", "37,50-52", "09:00-09:15, 12:15-13:00"],
-        ["2024-04-14", "5-96", "01:00-24:00"],
-        ["2024-04-15", "1-96", "00:00-24:00"],
+        ["From", "To", "Blocks", "Timeblocks"],
+        ["2024-04-12", "2024-04-12", "37,50-52", "09:00-09:15, 12:15-13:00"],
+        ["2024-04-14", "2024-04-14", "5-96", "01:00-24:00"],
+        ["2024-04-15", "2024-04-15", "1-96", "00:00-24:00"],
     ]
+
+    # days without any row fold into one entry, so a range from antiquity costs nothing more
+    r = await api("GET", "market/export", params={"from": "0106-07-27", "to": DAY.isoformat()})
+    assert r.code == 200
+    days_before = (gap - date(106, 7, 27)).days
+    assert r.headers["X-EnergyOps-Missing-Block-Count"] == str(days_before * 96 + 4)
+    assert (
+        r.headers["X-EnergyOps-Missing-Blocks"] == "0106-07-27..2024-04-11:1-96 2024-04-12:37,50-52"
+    )
 
     nothing = await api("GET", "market/export", params={"date": "2020-01-01"})
     assert (

@@ -13,7 +13,7 @@ import pytest
 from traitlets import TraitError
 
 from energyops_ext.config import EnergyOps
-from energyops_ext.ingest.market import block_ranges, missing_headers
+from energyops_ext.ingest.coverage import MissingRun, block_ranges, block_times, missing_headers
 from energyops_ext.widgets.buffer import html_table
 from energyops_ext.widgets.charts import (
     blocks_without_data,
@@ -243,13 +243,16 @@ def test_stat_cards_show_energy_average_mw_and_local_time() -> None:
 def test_export_headers_list_missing_blocks_and_stay_bounded() -> None:
     day = date(2024, 4, 12)
     assert block_ranges([52, 37, 50, 51]) == "37,50-52"
-    assert missing_headers({}) == {"X-EnergyOps-Missing-Block-Count": "0"}
-    assert missing_headers({day: [37], day + timedelta(days=1): list(range(1, 97))}) == {
-        "X-EnergyOps-Missing-Block-Count": "97",
-        "X-EnergyOps-Missing-Blocks": "2024-04-12:37 2024-04-13:1-96",
+    assert block_times([5, 6, 96]) == "01:00-01:30, 23:45-24:00"
+    assert missing_headers([]) == {"X-EnergyOps-Missing-Block-Count": "0"}
+    week = MissingRun(day + timedelta(days=1), day + timedelta(days=7), tuple(range(1, 97)))
+    assert missing_headers([MissingRun(day, day, (37,)), week]) == {
+        "X-EnergyOps-Missing-Block-Count": str(1 + 7 * 96),
+        "X-EnergyOps-Missing-Blocks": "2024-04-12:37 2024-04-13..2024-04-19:1-96",
     }
     # every other block missing for a year: the count is exact, the list is cut
-    year = {day + timedelta(days=i): list(range(1, 97, 2)) for i in range(366)}
+    odd = tuple(range(1, 97, 2))
+    year = [MissingRun(day + timedelta(i), day + timedelta(i), odd) for i in range(366)]
     headers = missing_headers(year)
     assert headers["X-EnergyOps-Missing-Block-Count"] == str(366 * 48)
     listed = headers["X-EnergyOps-Missing-Blocks"]
