@@ -126,11 +126,11 @@ def test_html_table_shows_dashes_and_minutes_in_the_display_zone() -> None:
             "id": [1, 2],
             "objective_value": [12.5, np.nan],
             "created_at": ["2026-12-03T15:13:58.123456+00:00", None],
-            "finished_at": pd.to_datetime(["2026-12-03T15:20:00Z", None]),
+            "finished_at": [pd.Timestamp("2026-12-03T15:20:00Z"), pd.NaT],
             "name": [XSS, "plain"],
         }
     )
-    rows = frame.to_dict("records")
+    rows = [{str(k): v for k, v in row.items()} for row in frame.to_dict("records")]
     columns = [(c, c) for c in (*frame.columns, "absent")]
     table = html_table(rows, columns)
     assert "nan" not in table.lower() and "NaT" not in table and "None" not in table
