@@ -98,10 +98,10 @@ def _where(query: Any, span: DateRange) -> Any:
 
 
 def stats(session: Session, span: DateRange) -> dict[str, Any]:
-    """Row count, average prices and MW totals over the rows of the range (as before), and per
-    MW figure the energy in MWh (each row's MW held for its 15-minute block) and the average
-    MW of a block (a block being the sum over its rows, the desk's position), over the blocks
-    that have a value; ``blocks`` counts the (date, block) pairs with any row."""
+    """Row count, average prices and MW totals over the rows of the range; per MW figure, the
+    energy in MWh (each row's MW held for its 15-minute block) and the average MW of a block
+    (a block being the sum over its rows, the desk's position) over the blocks that have a
+    value; ``blocks`` counts the (date, block) pairs with any row."""
     query = _where(
         select(
             func.count(),

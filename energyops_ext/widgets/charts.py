@@ -234,13 +234,22 @@ class MarketChart:
                 tick_values=np.array([float(v) for v in ticks]),
                 tick_labels=ticks,
             ),
-            bq.Axis(scale=self.price_scale, orientation="vertical", label="Rs/MWh", side="left"),
+            bq.Axis(
+                scale=self.price_scale,
+                orientation="vertical",
+                label="Rs/MWh",
+                side="left",
+                tick_format=",.0f",
+                label_offset="60px",
+            ),
             bq.Axis(
                 scale=self.mw_scale,
                 orientation="vertical",
                 label="MW",
                 side="right",
                 grid_lines="none",
+                tick_format=",.0f",
+                label_offset="50px",
             ),
         ]
 

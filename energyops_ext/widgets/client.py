@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from .format import use_display_zone, zone_from_health
+from .format import display_zone, use_display_zone, zone_from_health
 
 if TYPE_CHECKING:
     from .events import EventStream
@@ -249,8 +249,13 @@ class EnergyOpsClient:
 
     def display_zone(self) -> ZoneInfo:
         """The zone the server's ``display_timezone`` names (from /health), made the zone in
-        which this kernel's tables and cards show times."""
-        return use_display_zone(zone_from_health(self.health()))
+        which this kernel's tables and cards show times. A server that cannot be asked now
+        leaves the zone as it is: a dashboard still opens, and says it is offline."""
+        try:
+            health = self.health()
+        except EnergyOpsAPIError:
+            return display_zone()
+        return use_display_zone(zone_from_health(health))
 
     def activities(self, limit: int = 50, **params: Any) -> pd.DataFrame:
         return _frame(_items(self.get("activities", limit=limit, **params)))
