@@ -235,10 +235,16 @@ def test_market_dashboard_in_chromium(stack: Stack, browser: Any, tmp_path: Path
     page.close()
 
 
+def pick_day(page: Any, day: str, note: str) -> None:
+    """Choose ``day`` in the market panel's date picker; wait for the chart's note."""
+    page.locator(".eo-market-panel input[type=date]").fill(day)
+    page.wait_for_selector(f".eo-chart-note:has-text({note!r})", timeout=30_000)
+
+
 def test_market_dashboard_says_when_a_day_has_no_data_or_misses_blocks(
     stack: Stack, browser: Any, tmp_path: Path
 ) -> None:
-    gap_day = date(2020, 1, 2)
+    empty_day, gap_day = "2019-06-01", date(2019, 6, 2)  # days no notebook writes
     rows = [r for r in snapshot_rows(gap_day) if r[1] != 37]
     upload = EnergyOpsClient(stack.url, stack.token).upload_dataset(
         "market-snapshot", csv_bytes(SNAPSHOT_HEADER, rows), filename="gap.csv"
@@ -247,14 +253,11 @@ def test_market_dashboard_says_when_a_day_has_no_data_or_misses_blocks(
     page, _paint, _chart = open_dashboard(
         browser, stack.page("market.ipynb"), ".eo-market-chart svg path.line"
     )
-    picker = page.locator(".eo-market-panel input[type=date]")
-    picker.fill("2020-01-01")
-    page.wait_for_selector(".eo-chart-note:has-text('No market data for 2020-01-01')")
+    pick_day(page, empty_day, f"No market data for {empty_day}")
     assert page.locator('.eo-card[data-stat="avg_dam_price"] .eo-card-value').inner_text() == "—"
     page.screenshot(path=str(tmp_path / "market-empty.png"), full_page=True)
 
-    picker.fill(gap_day.isoformat())
-    page.wait_for_selector(".eo-chart-note:has-text('block 37')", timeout=30_000)
+    pick_day(page, gap_day.isoformat(), "block 37")
     assert "09:00-09:15" in page.locator(".eo-chart-note").inner_text()
     facts = page.evaluate(CHART_FACTS)
     heights = bar_heights(facts["groups"])
