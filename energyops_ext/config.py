@@ -12,8 +12,20 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from traitlets import Bool, CaselessStrEnum, Dict, Float, Integer, List, Unicode, default
+from traitlets import (
+    Bool,
+    CaselessStrEnum,
+    Dict,
+    Float,
+    Integer,
+    List,
+    TraitError,
+    Unicode,
+    default,
+    validate,
+)
 from traitlets.config import Configurable
 
 MB = 1_000_000
@@ -48,6 +60,7 @@ class Settings:
     log_flush_interval_s: float = 0.05
     schedule_poll_s: float = 1.0
     schedule_timezone: str = "Asia/Kolkata"
+    display_timezone: str = "Asia/Kolkata"
     schedule_max_lateness_s: int = 300
     deadline_warnings_min: list[float] = dataclasses.field(
         default_factory=lambda: [30.0, 10.0], hash=False
@@ -186,6 +199,11 @@ class EnergyOps(Configurable):
         "Asia/Kolkata",
         help="Time zone of a schedule that names none, and in which deadlines are shown.",
     ).tag(config=True)
+    display_timezone = Unicode(
+        "Asia/Kolkata",
+        help="IANA time zone in which the dashboards and panels show times (to the minute); "
+        "the API keeps UTC. The widgets learn it from GET /health.",
+    ).tag(config=True)
     schedule_max_lateness_s = Integer(
         300,
         help="Default of a schedule's missed.max_lateness_s: after a downtime, the latest "
@@ -250,6 +268,15 @@ class EnergyOps(Configurable):
     limit_file_size_mb = Integer(1024, help="RLIMIT_FSIZE of a run, in MB (0: none).").tag(
         config=True
     )
+
+    @validate("display_timezone")
+    def _known_zone(self, proposal: Any) -> str:
+        name = str(proposal["value"]).strip()
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise TraitError(f"{name!r} is not a known IANA time zone") from None
+        return name
 
     @default("data_dir")
     def _default_data_dir(self) -> str:

@@ -24,6 +24,7 @@ OPERATOR_HEALTH_FIELDS: dict[str, Any] = {
         "migration": {"current": True, "head": True, "up_to_date": True},
     },
     "queue": {"running": True, "queued": True, "max_concurrent": True},
+    "display": {"timezone": True},
 }
 
 
@@ -62,6 +63,8 @@ def health_report(services: Services, *, full: bool = False) -> dict[str, Any]:
             "reachable": reachable,
             "migration": {"current": current, "head": head, "up_to_date": current == head},
         },
+        # what the dashboards need to know to show times as the desk reads them
+        "display": {"timezone": services.settings.display_timezone},
     }
     report.update(services.health_parts())
     return report if full else pick(report, OPERATOR_HEALTH_FIELDS)

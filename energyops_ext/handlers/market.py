@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import BadRequest
-from ..ingest import market
+from ..ingest import coverage, market
+from ..ingest.coverage import MissingRun
 from ..ingest.market import DateRange
 from .base import EnergyOpsHandler, allow
 
@@ -66,6 +67,11 @@ class MarketExportHandler(MarketHandler):
             else f"{span.start or 'start'}-to-{span.end or 'end'}"
         )
         by_plant = group == "plant"
+        missing = await self.services.db.read(
+            lambda s: coverage.missing_blocks(s, span.start, span.end)
+        )
+        for header, value in coverage.missing_headers(missing).items():
+            self.set_header(header, value)
         self.set_header("Content-Disposition", f'attachment; filename="{name}.{fmt}"')
         if fmt == "csv":
             self.set_header("Content-Type", "text/csv; charset=UTF-8")
@@ -75,11 +81,11 @@ class MarketExportHandler(MarketHandler):
                 "Content-Type",
                 "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
             )
-            path = await asyncio.to_thread(self._xlsx, span, by_plant)
+            path = await asyncio.to_thread(self._xlsx, span, by_plant, missing)
             chunks = _file_chunks(path)
         await self._stream(chunks)
 
-    def _xlsx(self, span: DateRange, by_plant: bool) -> Path:
+    def _xlsx(self, span: DateRange, by_plant: bool, missing: list[MissingRun]) -> Path:
         directory = self.services.settings.data_dir / "tmp"
         directory.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(
@@ -87,7 +93,7 @@ class MarketExportHandler(MarketHandler):
         ) as fh:
             path = Path(fh.name)
         try:
-            market.write_xlsx(self.services.db.read_engine, span, by_plant, path)
+            market.write_xlsx(self.services.db.read_engine, span, by_plant, path, missing)
         except BaseException:
             path.unlink(missing_ok=True)
             raise

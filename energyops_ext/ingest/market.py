@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from ..db.models import MarketSnapshot as M
 from ..errors import BadRequest
+from .coverage import MissingRun, block_ranges, block_times
 from .parse import block_label
 
 PRICE_FIELDS = ("dam_price", "rtm_price", "gdam_price")
@@ -35,6 +36,7 @@ EXPORT_HEADER = (
 )
 EXPORT_FIELDS = (*PRICE_FIELDS, "purchase_bid_mw", "sell_bid_mw", "scheduled_mw", "model_result_mw")
 MAX_SNAPSHOT_DAYS = 366
+HOURS_PER_BLOCK = 0.25  # a block is 15 minutes: MWh = MW x 0.25
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -96,6 +98,10 @@ def _where(query: Any, span: DateRange) -> Any:
 
 
 def stats(session: Session, span: DateRange) -> dict[str, Any]:
+    """Row count, average prices and MW totals over the rows of the range; per MW figure, the
+    energy in MWh (each row's MW held for its 15-minute block) and the average MW of a block
+    (a block being the sum over its rows, the desk's position) over the blocks that have a
+    value; ``blocks`` counts the (date, block) pairs with any row."""
     query = _where(
         select(
             func.count(),
@@ -111,9 +117,29 @@ def stats(session: Session, span: DateRange) -> dict[str, Any]:
         result[f"avg_{name}"] = _round(row[i])
     for i, name in enumerate(MW_FIELDS, start=1 + len(PRICE_FIELDS)):
         result[f"total_{name}"] = _round(row[i])
+        result[f"energy_{name.removesuffix('_mw')}_mwh"] = _round(energy_mwh(row[i]))
     last = row[-1]
     result["last_updated"] = _as_utc_iso(last)
+    result.update(_block_averages(session, span))
     return result
+
+
+def _block_averages(session: Session, span: DateRange) -> dict[str, Any]:
+    """``blocks`` and each MW figure's average over the blocks that have a value (AVG skips a
+    block whose rows all lack it)."""
+    blocks = _per_block(span).order_by(None).subquery()
+    row = session.execute(
+        select(func.count(), *(func.avg(blocks.c[f]) for f in MW_FIELDS)).select_from(blocks)
+    ).one()
+    averages: dict[str, Any] = {"blocks": int(row[0])}
+    for i, name in enumerate(MW_FIELDS, start=1):
+        averages[f"avg_{name}"] = _round(row[i])
+    return averages
+
+
+def energy_mwh(total_block_mw: Any) -> float | None:
+    """MWh from a sum of block MW: each block holds its MW for a quarter of an hour."""
+    return None if total_block_mw is None else float(total_block_mw) * HOURS_PER_BLOCK
 
 
 def _as_utc_iso(value: Any) -> str | None:
@@ -239,8 +265,15 @@ def csv_chunks(
     yield buffer.getvalue().encode()
 
 
-def write_xlsx(engine: Engine, span: DateRange, by_plant: bool, target: Any) -> None:
-    """The xlsx export, written with openpyxl's write-only mode to ``target`` (a path)."""
+def write_xlsx(
+    engine: Engine,
+    span: DateRange,
+    by_plant: bool,
+    target: Any,
+    missing: list[MissingRun] | None = None,
+) -> None:
+    """The xlsx export, written with openpyxl's write-only mode to ``target`` (a path); a
+    second sheet, "Missing blocks", lists the blocks without a row when there are any."""
     from openpyxl import Workbook
 
     book = Workbook(write_only=True)
@@ -249,4 +282,10 @@ def write_xlsx(engine: Engine, span: DateRange, by_plant: bool, target: Any) -> 
     with engine.connect() as conn:
         for row in export_rows(conn, span, by_plant):
             sheet.append(row)
+    if missing:
+        note = book.create_sheet("Missing blocks")
+        note.append(["From", "To", "Blocks", "Timeblocks"])
+        for run in missing:
+            first, last = run.first.isoformat(), run.last.isoformat()
+            note.append([first, last, block_ranges(run.blocks), block_times(run.blocks)])
     book.save(target)

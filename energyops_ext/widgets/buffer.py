@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .format import MISSING, format_cell, is_missing
+
 log = logging.getLogger(__name__)
 
 LEVELS = ("debug", "info", "warning", "error")
@@ -169,21 +171,21 @@ class Throttle:
 
 def format_number(value: Any, unit: str = "", decimals: int = 0) -> str:
     """``1234567.8`` → ``1,234,568 MW``; missing values → an em dash."""
-    if value is None or value == "":
-        return "—"
+    if is_missing(value):
+        return MISSING
     try:
         number = float(value)
     except (TypeError, ValueError):
-        return "—"
+        return MISSING
     if number != number:  # NaN
-        return "—"
+        return MISSING
     text = f"{number:,.{decimals}f}"
     return f"{text} {unit}".rstrip()
 
 
 def format_duration(ms: Any) -> str:
-    if ms is None:
-        return "—"
+    if is_missing(ms):
+        return MISSING
     seconds = float(ms) / 1000.0
     if seconds < 60:
         return f"{seconds:.1f} s"
@@ -204,12 +206,17 @@ def html_table(
     columns: Sequence[tuple[str, str]],
     empty: str = "nothing yet",
 ) -> str:
-    """A small HTML table; every cell is escaped text. ``columns``: (key, heading)."""
+    """A small HTML table; every cell is escaped text. ``columns``: (key, heading).
+
+    A missing value (None, NaN, NaT) shows as an em dash; a timestamp (a datetime or an ISO
+    text with a time) in the display zone to the minute (``format.format_cell``)."""
     if not rows:
         return f'<div class="eo-empty">{esc(empty)}</div>'
     head = "".join(f"<th>{esc(title)}</th>" for _key, title in columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{esc(row.get(key, ''))}</td>" for key, _title in columns) + "</tr>"
+        "<tr>"
+        + "".join(f"<td>{esc(format_cell(row.get(key)))}</td>" for key, _title in columns)
+        + "</tr>"
         for row in rows
     )
     return f'<table class="eo-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'

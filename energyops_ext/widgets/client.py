@@ -21,8 +21,11 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
+
+from .format import display_zone, use_display_zone, zone_from_health
 
 if TYPE_CHECKING:
     from .events import EventStream
@@ -243,6 +246,16 @@ class EnergyOpsClient:
 
     def health(self) -> dict[str, Any]:
         return dict(self.get("health"))
+
+    def display_zone(self) -> ZoneInfo:
+        """The zone the server's ``display_timezone`` names (from /health), made the zone in
+        which this kernel's tables and cards show times. A server that cannot be asked now
+        leaves the zone as it is: a dashboard still opens, and says it is offline."""
+        try:
+            health = self.health()
+        except EnergyOpsAPIError:
+            return display_zone()
+        return use_display_zone(zone_from_health(health))
 
     def activities(self, limit: int = 50, **params: Any) -> pd.DataFrame:
         return _frame(_items(self.get("activities", limit=limit, **params)))

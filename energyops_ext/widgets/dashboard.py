@@ -45,6 +45,7 @@ class Dashboard:
 
 def _setup(client: EnergyOpsClient | None) -> tuple[EnergyOpsClient, EventStream]:
     client = client or EnergyOpsClient()
+    client.display_zone()  # times in every panel in the server's display_timezone
     return client, shared_stream(client)
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from .buffer import Throttle, esc, format_number, html_table
 from .client import EnergyOpsAPIError, EnergyOpsClient
 from .events import EventStream
+from .format import format_instant
 
 Event = Mapping[str, Any]
 SOLVER_KEYS = ("incumbent", "bound", "gap", "elapsed_s")
@@ -245,9 +246,8 @@ class RunForm:
         except EnergyOpsAPIError as exc:
             self.message.value = f'<span class="eo-error">{esc(exc.message)}</span>'
             return
-        self.message.value = (
-            f"run {self.run_id}: stop requested at {esc(run.get('stop_requested_at'))}"
-        )
+        requested = format_instant(run.get("stop_requested_at"))
+        self.message.value = f"run {self.run_id}: stop requested at {esc(requested)}"
         self.stop_button.disabled = True
 
 

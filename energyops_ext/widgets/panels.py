@@ -376,7 +376,7 @@ class MarketPanel:
         self.throttle = Throttle(self.refresh, 2.0)
         self.picker.observe(lambda _c: self.throttle.poke(), "value")
         self.widget = widgets.VBox(
-            [widgets.HBox([self.picker, self.export]), self.cards.widget, self.chart.figure]
+            [widgets.HBox([self.picker, self.export]), self.cards.widget, self.chart.widget]
         )
         self.widget.add_class("eo-market-panel")
         stream.add_listener(self._on_event)

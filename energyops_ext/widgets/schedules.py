@@ -21,6 +21,7 @@ from .buffer import Throttle, esc, html_table
 from .client import EnergyOpsAPIError, EnergyOpsClient
 from .controls import ManageButtons
 from .events import EventStream
+from .format import local_hm, parse_instant
 
 DESK_ZONE = "Asia/Kolkata"
 SCHEDULE_EVENTS = frozenset({"schedule.fired", "schedule.missed", "schedule.updated"})
@@ -51,13 +52,6 @@ OUTCOME_COLOURS = {
 Event = Mapping[str, Any]
 
 
-def _moment(value: Any) -> datetime | None:
-    if not value:
-        return None
-    moment = datetime.fromisoformat(str(value))
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def badge(text: Any) -> str:
     shown = str(text) if text not in (None, "") else "—"
     colour = OUTCOME_COLOURS.get(shown, "#1f2937")
@@ -85,11 +79,6 @@ def countdown(target: datetime | None, now: datetime) -> str:
     return f"in {text}" if ahead else f"{text} ago"
 
 
-def local_hm(value: Any, zone: ZoneInfo) -> str:
-    moment = _moment(value)
-    return moment.astimezone(zone).strftime("%H:%M") if moment else "—"
-
-
 def attempts_text(attempts: Sequence[Mapping[str, Any]]) -> str:
     """``1 failed → 2 succeeded``."""
     return " → ".join(f"{a.get('attempt')} {a.get('status')}" for a in attempts) or "—"
@@ -97,7 +86,7 @@ def attempts_text(attempts: Sequence[Mapping[str, Any]]) -> str:
 
 def deadline_outcome(fire: Mapping[str, Any], now: datetime) -> str:
     """met | missed | at risk (the deadline is near and nothing succeeded) | waiting | —."""
-    deadline = _moment(fire.get("deadline_at"))
+    deadline = parse_instant(fire.get("deadline_at"))
     if fire.get("status") in ("missed", "skipped"):
         return "missed" if deadline is not None or fire.get("status") == "missed" else "skipped"
     if deadline is None:
@@ -125,8 +114,8 @@ def schedules_html(schedules: Sequence[Mapping[str, Any]], now: datetime) -> str
             f"<td>{esc(s.get('script_name') or s.get('script_id'))}</td>"
             f"<td>{esc(s.get('cron'))} <small>{esc(s.get('timezone'))}</small></td>"
             f"<td>{badge(state) if state == 'paused' else esc(state)}</td>"
-            f"<td>{esc(local_hm(upcoming, zone))} <small>{esc(countdown(_moment(upcoming), now))}"
-            "</small></td>"
+            f"<td>{esc(local_hm(upcoming, zone))} "
+            f"<small>{esc(countdown(parse_instant(upcoming), now))}</small></td>"
             f"<td>{esc(s.get('deadline') or '—')}</td>"
             f"<td>{badge(s.get('last_outcome'))}</td>"
             "</tr>"
@@ -172,7 +161,7 @@ def today_rows(
     for s in schedules:
         seen = set()
         for f in fires.get(int(s["id"]), []):
-            slot = _moment(f.get("slot"))
+            slot = parse_instant(f.get("slot"))
             if slot is None or not start <= slot < end:
                 continue
             seen.add(slot)
@@ -181,7 +170,7 @@ def today_rows(
                 {
                     "schedule": s.get("title"),
                     "slot": slot,
-                    "deadline": _moment(f.get("deadline_at")),
+                    "deadline": parse_instant(f.get("deadline_at")),
                     "run": f.get("run_id"),
                     "status": attempts[-1]["status"] if attempts else f.get("status"),
                     "attempts": attempts_text(attempts),
@@ -190,10 +179,10 @@ def today_rows(
             )
         deadlines = s.get("next_deadlines") or []
         for index, value in enumerate(s.get("next_fires") or []):
-            slot = _moment(value)
+            slot = parse_instant(value)
             if slot is None or not start <= slot < end or slot in seen:
                 continue
-            deadline = _moment(deadlines[index]) if index < len(deadlines) else None
+            deadline = parse_instant(deadlines[index]) if index < len(deadlines) else None
             pending = {"status": "fired", "deadline_at": deadline and deadline.isoformat()}
             rows.append(
                 {

@@ -120,3 +120,75 @@ BAD_PARAMETERS: list[tuple[str, dict[str, str], str]] = [
 async def test_bad_market_parameters(api: Fetch) -> None:
     for path, params, field in BAD_PARAMETERS:
         assert_error(await api("GET", path, params=params), 400, "invalid_parameter", field)
+
+
+async def test_stats_give_energy_and_average_mw_per_block(api: Fetch) -> None:
+    await upload(api, "market-snapshot", "m.csv", market_file())
+
+    day = body(await api("GET", "market/stats", params={"date": DAY.isoformat()}))
+    # two plants: a block's position is their sum, 2 * (100 + b) MW for a quarter hour
+    assert day["blocks"] == 96
+    assert day["energy_scheduled_mwh"] == pytest.approx(0.25 * day["total_scheduled_mw"])
+    assert day["energy_scheduled_mwh"] == pytest.approx(sum(2 * (100 + b) * 0.25 for b in BLOCKS))
+    assert day["avg_scheduled_mw"] == pytest.approx(2 * (100 + 48.5))
+    assert day["avg_model_result_mw"] == pytest.approx(2 * (90 + 48.5))
+    assert day["energy_purchase_bid_mwh"] == pytest.approx(sum(2 * (50 + b) / 4 for b in BLOCKS))
+    assert day["avg_sell_bid_mw"] == pytest.approx(2 * (40 + 48.5))
+    assert day["total_scheduled_mw"] == pytest.approx(2 * sum(100 + b for b in BLOCKS))  # kept
+
+    partial = body(await api("GET", "market/stats", params={"date": NEXT.isoformat()}))
+    assert partial["blocks"] == 4  # the average is over the blocks that have data
+    assert partial["avg_scheduled_mw"] == pytest.approx(102.5)
+    assert partial["energy_scheduled_mwh"] == pytest.approx((101 + 102 + 103 + 104) / 4)
+
+    empty = body(await api("GET", "market/stats", params={"date": "2020-01-01"}))
+    assert empty["blocks"] == 0
+    assert empty["energy_scheduled_mwh"] is None and empty["avg_scheduled_mw"] is None
+
+
+async def test_an_export_names_the_blocks_without_data(api: Fetch) -> None:
+    gap = DAY - timedelta(days=1)
+    rows = [r for r in snapshot_rows(gap) if r[1] not in (37, 50, 51, 52)]
+    await upload(api, "market-snapshot", "m.csv", market_file())
+    await upload(api, "market-snapshot", "gap.csv", csv_bytes(SNAPSHOT_HEADER, rows))
+
+    full = await api("GET", "market/export", params={"date": DAY.isoformat()})
+    assert full.headers["X-EnergyOps-Missing-Block-Count"] == "0"
+    assert "X-EnergyOps-Missing-Blocks" not in full.headers
+
+    r = await api("GET", "market/export", params={"date": gap.isoformat()})
+    assert r.code == 200
+    assert r.headers["X-EnergyOps-Missing-Block-Count"] == "4"
+    assert r.headers["X-EnergyOps-Missing-Blocks"] == "2024-04-12:37,50-52"
+    assert len(list(csv.reader(io.StringIO(r.body.decode())))) == 1 + 92
+
+    after = NEXT + timedelta(days=1)
+    params = {"from": gap.isoformat(), "to": after.isoformat(), "format": "xlsx"}
+    r = await api("GET", "market/export", params=params)
+    assert r.headers["X-EnergyOps-Missing-Block-Count"] == str(4 + 92 + 96)
+    assert r.headers["X-EnergyOps-Missing-Blocks"] == (
+        "2024-04-12:37,50-52 2024-04-14:5-96 2024-04-15:1-96"
+    )
+    book = openpyxl.load_workbook(io.BytesIO(r.body), read_only=True)
+    assert book.sheetnames == ["Market Data", "Missing blocks"]
+    note = [list(row) for row in book["Missing blocks"].iter_rows(values_only=True)]
+    assert note == [
+        ["From", "To", "Blocks", "Timeblocks"],
+        ["2024-04-12", "2024-04-12", "37,50-52", "09:00-09:15, 12:15-13:00"],
+        ["2024-04-14", "2024-04-14", "5-96", "01:00-24:00"],
+        ["2024-04-15", "2024-04-15", "1-96", "00:00-24:00"],
+    ]
+
+    # days without any row fold into one entry, so a range from antiquity costs nothing more
+    r = await api("GET", "market/export", params={"from": "0106-07-27", "to": DAY.isoformat()})
+    assert r.code == 200
+    days_before = (gap - date(106, 7, 27)).days
+    assert r.headers["X-EnergyOps-Missing-Block-Count"] == str(days_before * 96 + 4)
+    assert (
+        r.headers["X-EnergyOps-Missing-Blocks"] == "0106-07-27..2024-04-11:1-96 2024-04-12:37,50-52"
+    )
+
+    nothing = await api("GET", "market/export", params={"date": "2020-01-01"})
+    assert (
+        nothing.code == 200 and nothing.headers["X-EnergyOps-Missing-Blocks"] == "2020-01-01:1-96"
+    )

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import nbformat
 import pytest
@@ -14,6 +16,7 @@ from nbclient import NotebookClient
 
 from energyops_ext.widgets import EnergyOpsAPIError, EnergyOpsClient
 from energyops_ext.widgets.buffer import format_number
+from tests.ingest_files import SNAPSHOT_HEADER, csv_bytes, snapshot_rows
 
 from .stack import BROWSER_ARGS, REPO, Stack
 
@@ -125,6 +128,49 @@ def no_widget_errors(page: Any) -> None:
     assert page.locator('[data-mime-type="application/vnd.jupyter.stderr"]').count() == 0
 
 
+CHART_FACTS = """() => {
+  const chart = document.querySelector('.eo-market-chart');
+  const box = (el) => { const r = el.getBoundingClientRect();
+    return {top: r.top, bottom: r.bottom, left: r.left, right: r.right}; };
+  const axes = [...chart.querySelectorAll('g.axis')].map((axis) => ({
+    label: (axis.querySelector('text.axislabel') || {}).textContent || '',
+    ticks: [...axis.querySelectorAll('.tick')].map((tick) => ({
+      text: tick.querySelector('text').textContent,
+      y: (box(tick).top + box(tick).bottom) / 2,
+    })),
+  }));
+  const groups = [...chart.querySelectorAll('g.bargroup')].map((group) =>
+    [...group.querySelectorAll('rect.bar')].map((rect) => ({
+      height: Number(rect.getAttribute('height')),
+      opacity: Number(getComputedStyle(rect).opacity),
+    })));
+  const legend = document.querySelector('.eo-chart-legend');
+  return {
+    axes, groups,
+    svgLegends: chart.querySelectorAll('.g_legend text.legendtext').length,
+    legend: legend ? box(legend) : null,
+    plot: box(chart.querySelector('.plotarea_background')),
+  };
+}"""
+
+
+def bar_heights(groups: list[list[dict[str, float]]]) -> list[list[float]]:
+    """Heights of the drawn MW bars, one list per block (the invisible hover band left out)."""
+    return [[r["height"] for r in g] for g in groups if g and all(r["opacity"] > 0 for r in g)]
+
+
+def assert_heights_follow(heights: list[list[float]], values: list[list[float]]) -> None:
+    """Every bar is ``k`` pixels per MW, one ``k`` for all (within a pixel)."""
+    assert len(heights) == len(values) == 96
+    flat_h = [h for block in heights for h in block]
+    flat_v = [v for block in values for v in block]
+    assert len(flat_h) == len(flat_v)
+    k = max(flat_h) / max(flat_v)
+    assert max(flat_h) > 100, "the tallest bar should fill most of the plot"
+    for h, v in zip(flat_h, flat_v, strict=True):
+        assert abs(h - k * v) <= 1.0, (h, v, k)
+
+
 def test_market_dashboard_in_chromium(stack: Stack, browser: Any, tmp_path: Path) -> None:
     page, _paint, _chart = open_dashboard(
         browser, stack.page("market.ipynb"), ".eo-market-chart svg path.line"
@@ -142,14 +188,82 @@ def test_market_dashboard_in_chromium(stack: Stack, browser: Any, tmp_path: Path
     assert points == priced
     if len(rows) == 96 and priced == 96:
         assert points == 96
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.eo-market-chart rect.bar')]"
+        ".some((r) => Number(r.getAttribute('height')) > 0)",
+        timeout=30_000,
+    )
+    facts = page.evaluate(CHART_FACTS)
+    values = [[r["scheduled_mw"] or 0.0, r["model_result_mw"] or 0.0] for r in rows]
+    assert_heights_follow(bar_heights(facts["groups"]), values)
+
+    by_label = {a["label"]: a for a in facts["axes"]}
+    hours = [t["text"] for t in by_label["Time of day (IST)"]["ticks"]]
+    assert hours == [f"{h:02d}:00" for h in range(0, 25, 3)]
+    price_zero = [t["y"] for t in by_label["Rs/MWh"]["ticks"] if t["text"] == "0"]
+    mw_zero = [t["y"] for t in by_label["MW"]["ticks"] if t["text"] == "0"]
+    assert price_zero and mw_zero and abs(price_zero[0] - mw_zero[0]) <= 1.5  # one zero line
+    assert facts["svgLegends"] == 0 and facts["legend"] is not None
+    assert facts["legend"]["bottom"] <= facts["plot"]["top"]  # the legend is above the lines
+
     stats = stack.api("GET", f"market/stats?date={latest}")
-    for key in ("avg_dam_price", "avg_rtm_price", "total_scheduled_mw", "count"):
-        decimals = 0 if key == "count" else 2
+    cards = {
+        "avg_dam_price": 2,
+        "avg_rtm_price": 2,
+        "energy_scheduled_mwh": 1,
+        "energy_model_result_mwh": 1,
+        "count": 0,
+    }
+    for key, decimals in cards.items():
         shown = page.locator(f'.eo-card[data-stat="{key}"] .eo-card-value').inner_text()
         assert shown == format_number(stats[key], "", decimals), key
+    average = page.locator('.eo-card[data-stat="energy_scheduled_mwh"] .eo-card-unit').inner_text()
+    assert format_number(stats["avg_scheduled_mw"], "MW", 1) in average
+    updated = datetime.fromisoformat(stats["last_updated"]).astimezone(ZoneInfo("Asia/Kolkata"))
+    foot = page.locator(".eo-card-foot").inner_text()
+    assert foot == f"last updated {updated:%Y-%m-%d %H:%M} IST", foot
+
+    # hovering a block shows its time of day and block number
+    band = page.locator(".eo-market-chart g.bargroup").nth(96 + 36).locator("rect.bar")
+    band.hover()
+    page.wait_for_selector(".eo-chart-hover:has-text('block 37')", timeout=10_000)
+    assert "09:00-09:15" in page.locator(".eo-chart-hover").inner_text()
+
     assert page.locator("a.eo-download[download]").count() == 1
     no_widget_errors(page)
     page.screenshot(path=str(tmp_path / "market.png"), full_page=True)
+    page.close()
+
+
+def pick_day(page: Any, day: str, note: str) -> None:
+    """Choose ``day`` in the market panel's date picker; wait for the chart's note."""
+    page.locator(".eo-market-panel input[type=date]").fill(day)
+    page.wait_for_selector(f".eo-chart-note:has-text({note!r})", timeout=30_000)
+
+
+def test_market_dashboard_says_when_a_day_has_no_data_or_misses_blocks(
+    stack: Stack, browser: Any, tmp_path: Path
+) -> None:
+    empty_day, gap_day = "2019-06-01", date(2019, 6, 2)  # days no notebook writes
+    rows = [r for r in snapshot_rows(gap_day) if r[1] != 37]
+    upload = EnergyOpsClient(stack.url, stack.token).upload_dataset(
+        "market-snapshot", csv_bytes(SNAPSHOT_HEADER, rows), filename="gap.csv"
+    )
+    assert upload["rows_inserted"] == 95
+    page, _paint, _chart = open_dashboard(
+        browser, stack.page("market.ipynb"), ".eo-market-chart svg path.line"
+    )
+    pick_day(page, empty_day, f"No market data for {empty_day}")
+    assert page.locator('.eo-card[data-stat="avg_dam_price"] .eo-card-value').inner_text() == "—"
+    page.screenshot(path=str(tmp_path / "market-empty.png"), full_page=True)
+
+    pick_day(page, gap_day.isoformat(), "block 37")
+    assert "09:00-09:15" in page.locator(".eo-chart-note").inner_text()
+    facts = page.evaluate(CHART_FACTS)
+    heights = bar_heights(facts["groups"])
+    assert heights[36] == [0.0, 0.0] and min(heights[35]) > 0
+    no_widget_errors(page)
+    page.screenshot(path=str(tmp_path / "market-gap.png"), full_page=True)
     page.close()
 
 
