@@ -112,7 +112,7 @@ def _insert_new(
     probe = text(f"SELECT 1 FROM {kind.table} WHERE {where} LIMIT 1").bindparams(*_binds(kind))
     if conn.execute(probe, params).first() is not None:
         return False
-    stamp = UTCDateTime().bind_processor(conn.dialect)
+    stamp = UTCDateTime().dialect_impl(conn.dialect).bind_processor(conn.dialect)
     columns = [*_columns(kind), "upload_id", "updated_at"]
     rows = _records(frame, _columns(kind), (upload_id, stamp(now) if stamp else now))
     if conn.dialect.name != "postgresql":
@@ -176,7 +176,7 @@ def _range_filter(kind: DatasetKind, frame: pd.DataFrame) -> tuple[str, dict[str
     where = "date >= :lo AND date <= :hi"
     if "market" in kind.key:
         where += " AND market IN :markets"
-        params["markets"] = sorted(set(frame["market"].dropna()))
+        params["markets"] = sorted(frame["market"].dropna().unique())
     return where, params
 
 
