@@ -50,7 +50,7 @@ def stored(db: Database) -> list[tuple[date, int, float, datetime]]:
         result = conn.execute(
             select(M.date, M.block, M.dam_price, M.updated_at).order_by(M.date, M.block)
         )
-        return [tuple(r) for r in result]  # type: ignore[misc]
+        return [tuple(r) for r in result]
 
 
 def raw_stamps(db: Database) -> set[str]:
