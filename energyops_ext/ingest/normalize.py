@@ -19,7 +19,7 @@ from ..errors import Invalid
 from .parse import (
     blank_to_na,
     block_of_minutes,
-    cell_kinds,
+    cell_kind,
     parse_blocks,
     parse_datetimes,
     parse_hours,
@@ -88,7 +88,7 @@ def _match(names: list[str], aliases: dict[str, str], kind: DatasetKind) -> dict
 
 def _is_data_like(cells: list[Any]) -> bool:
     for cell in cells:
-        kind = cell_kinds(pd.Series([cell], dtype=object)).iloc[0]
+        kind = cell_kind(cell)
         if kind in ("number", "datetime", "time"):
             return True
         if kind == "str" and _NUMBERISH.match(str(cell)) and any(ch.isdigit() for ch in str(cell)):

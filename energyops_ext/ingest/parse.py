@@ -32,7 +32,8 @@ _MONTHS = {
 _MISSING = frozenset({"", "-", "--", "\u2014", "\u2013", "na", "n/a", "nan", "null", "none", "nil"})
 
 
-def _cell_kind(value: Any) -> str:
+def cell_kind(value: Any) -> str:
+    """'none' | 'datetime' | 'time' | 'number' | 'str' of one cell."""
     if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT:
         return "none"
     if isinstance(value, dt.datetime | dt.date | np.datetime64):
@@ -74,7 +75,7 @@ def cell_kinds(cells: pd.Series) -> pd.Series:
     else:
         kind = _INFERRED_KINDS.get(pd.api.types.infer_dtype(cells, skipna=True))
     if kind is None:
-        return cells.map(_cell_kind)
+        return cells.map(cell_kind)
     return pd.Series(np.where(cells.isna(), "none", kind), index=cells.index)
 
 
