@@ -209,7 +209,13 @@ def normalize(raw: pd.DataFrame, kind: DatasetKind, sheet: str) -> Normalized:
 
 
 def clean_text(cells: pd.Series) -> pd.Series:
-    """Text cells stripped (only those that need it: fast), empty ones missing."""
+    """Text cells stripped, empty ones missing. A column of text is cleaned once per distinct
+    value (plant, state and region names repeat on every row of a year)."""
+    if pd.api.types.infer_dtype(cells, skipna=True) == "string":
+        codes, distinct = pd.factorize(cells.to_numpy(dtype=object))
+        cleaned = [str(v).strip() or None for v in distinct]
+        values = np.array([*cleaned, None], dtype=object)  # code -1 (missing) takes the last
+        return pd.Series(values[codes], index=cells.index, dtype=object)
     text = cells.astype("str")
     present = text.notna().to_numpy()
     values = text[present].to_numpy(dtype=str)

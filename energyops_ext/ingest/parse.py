@@ -157,6 +157,10 @@ def _from_distinct_text(text: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Whole columns in one common format take a vectorized path; the rest go through the
     patterns (and impossible dates such as 31-02 or a month 13 end up NaT either way)."""
     stripped = text.str.strip()
+    for fmt, with_time in _FAST_FORMATS[:1]:  # the common case: every cell in one format
+        whole = pd.to_datetime(stripped, format=fmt, errors="coerce")
+        if whole.notna().all():
+            return whole.astype("datetime64[ns]"), pd.Series(with_time, index=text.index)
     result = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
     timed = pd.Series(False, index=text.index)
     for fmt, with_time in _FAST_FORMATS:
