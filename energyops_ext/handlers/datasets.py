@@ -1,94 +1,36 @@
 """Dataset uploads, upload history and rows.
 
-The upload body is streamed to a temporary file as it arrives (``@web.stream_request_body``,
-written in 1 MB batches from a worker thread) and the multipart form is parsed from disk, so a
-large file is never held in memory twice.
+The upload form is parsed while the body streams in (``StreamingUploadHandler``): the file part
+is written to its own spool file as it arrives and handed to the ingest service from there.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import tempfile
-from pathlib import Path
-from typing import IO, Any
-
-from jupyter_core.utils import ensure_async
-from tornado import web
-from tornado.http1connection import HTTP1Connection
+from typing import Any
 
 from ..errors import BadRequest, TooLarge, check_name, format_size
+from ..forms import FormData
 from ..ingest.market import date_range
-from ..ingest.multipart import FormData, parse_multipart
 from ..ingest.queries import get_upload, list_kinds, list_rows, list_uploads
 from ..ingest.read import file_format
 from ..ingest.schemas import get_kind
 from ..ingest.service import UploadRequest
-from .base import AUTH_RESOURCE, EnergyOpsHandler, allow
+from .base import EnergyOpsHandler, allow
+from .uploads import StreamingUploadHandler
 
-MULTIPART_SLACK = 64 * 1024
-_FLUSH_BYTES = 1 << 20
 OPTIONS = ("sheet", "mode", "dry_run", "strict")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
 
 
-@web.stream_request_body
-class DatasetUploadsHandler(EnergyOpsHandler):
-    """POST a file (streamed to disk), GET the upload history of a kind."""
+class DatasetUploadsHandler(StreamingUploadHandler):
+    """POST a file (parsed as it streams in), GET the upload history of a kind."""
 
-    _spool: IO[bytes] | None = None
-    _spool_path: Path | None = None
-    _pending: list[bytes]
-    _received = 0
-    _parts: list[Path]
+    def upload_limit(self) -> int:
+        return self.services.settings.max_upload_bytes
 
-    async def prepare(self) -> None:  # type: ignore[override]
-        self._pending, self._parts = [], []
-        await super().prepare()
-        if self.request.method != "POST":
-            return
-        user = self.current_user
-        if not user or not await ensure_async(
-            self.authorizer.is_authorized(self, user, "write", AUTH_RESOURCE)
-        ):
-            raise web.HTTPError(
-                403, f"User is not authorized to write on resource: {AUTH_RESOURCE}."
-            )
+    def check_upload(self) -> None:
         get_kind(self.path_args[0])
-        limit = self.services.settings.max_upload_bytes
-        length = int(self.request.headers.get("Content-Length") or 0)
-        if length > limit + MULTIPART_SLACK:
-            raise TooLarge(
-                f"the upload is {format_size(length)}; the limit is {format_size(limit)}",
-                details={"limit": limit},
-            )
-        connection = self.request.connection
-        assert isinstance(connection, HTTP1Connection)
-        connection.set_max_body_size(limit + MULTIPART_SLACK)
-        spool_dir = self.services.settings.data_dir / "tmp"
-        self._spool = await asyncio.to_thread(_open_spool, spool_dir)
-        self._spool_path = Path(self._spool.name)
-
-    async def data_received(self, chunk: bytes) -> None:
-        if self._spool is None:
-            return
-        self._received += len(chunk)
-        limit = self.services.settings.max_upload_bytes
-        if self._received > limit + MULTIPART_SLACK:
-            raise TooLarge(
-                f"the upload is over {format_size(self._received)}; the limit is "
-                f"{format_size(limit)}",
-                details={"limit": limit},
-            )
-        self._pending.append(chunk)
-        if sum(map(len, self._pending)) >= _FLUSH_BYTES:
-            await self._flush_spool()
-
-    async def _flush_spool(self) -> None:
-        data, self._pending = b"".join(self._pending), []
-        if data and self._spool is not None:
-            await asyncio.to_thread(self._spool.write, data)
 
     @allow("read")
     async def get(self, kind_name: str) -> None:
@@ -99,17 +41,7 @@ class DatasetUploadsHandler(EnergyOpsHandler):
     @allow("write")
     async def post(self, kind_name: str) -> None:
         kind = get_kind(kind_name)
-        await self._flush_spool()
-        assert self._spool is not None and self._spool_path is not None
-        await asyncio.to_thread(self._spool.close)
-        form = await asyncio.to_thread(
-            parse_multipart,
-            self._spool_path,
-            self.request.headers.get("Content-Type", ""),
-            self._spool_path.parent,
-        )
-        self._parts = [f.path for f in form.files]
-        request = self._upload_request(kind.name, form)
+        request = self._upload_request(kind.name, await self.form())
         report = await self.services.ingest.upload(request)
         self.write_json(report, 201)
 
@@ -130,6 +62,7 @@ class DatasetUploadsHandler(EnergyOpsHandler):
                 f"the file is {format_size(part.size)}; the limit is {format_size(limit)}",
                 details={"limit": limit},
             )
+        assert part.path is not None
         values = {**form.fields}
         for name in OPTIONS:
             query = self.get_query_argument(name, None)
@@ -149,31 +82,6 @@ class DatasetUploadsHandler(EnergyOpsHandler):
             strict=_flag("strict", values.pop("strict", None)),
             defaults={k: v.strip() for k, v in values.items() if v.strip()},
         )
-
-    def on_finish(self) -> None:
-        self._cleanup()
-
-    def on_connection_close(self) -> None:
-        self._cleanup()
-
-    def _cleanup(self) -> None:
-        paths = [p for p in [self._spool_path, *self._parts] if p is not None]
-        spool, self._spool, self._spool_path, self._parts = self._spool, None, None, []
-        if paths or spool is not None:
-            asyncio.get_running_loop().run_in_executor(None, _remove, spool, paths)
-
-
-def _open_spool(directory: Path) -> IO[bytes]:
-    directory.mkdir(parents=True, exist_ok=True)
-    return tempfile.NamedTemporaryFile(dir=directory, prefix="upload-body-", delete=False)
-
-
-def _remove(spool: IO[bytes] | None, paths: list[Path]) -> None:
-    if spool is not None:
-        spool.close()
-    for path in paths:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
 
 
 def _flag(name: str, raw: str | None) -> bool:

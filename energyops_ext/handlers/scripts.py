@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from ..errors import BadRequest
+from ..forms import FormData
 from ..runs.scripts import KINDS, MODEL_TYPES, STATUSES
 from .base import EnergyOpsHandler, allow
+from .uploads import StreamingUploadHandler
 
 
-class ScriptsHandler(EnergyOpsHandler):
+class ScriptsHandler(StreamingUploadHandler):
+    def upload_limit(self) -> int:
+        """The larger of the two limits: the kind is a form field, known only once the form
+        is in; the service then checks the limit of that kind."""
+        settings = self.services.settings
+        return max(settings.max_test_script_bytes, settings.max_model_bytes)
+
     @allow("read")
     async def get(self) -> None:
         limit, offset = self.page_args()
@@ -25,23 +34,30 @@ class ScriptsHandler(EnergyOpsHandler):
 
     @allow("write")
     async def post(self) -> None:
-        files = self.request.files.get("file") or []
-        if len(files) != 1:
+        form = await self.form()
+        files = [f for f in form.files if f.name == "file"]
+        if len(files) != 1 or files[0].path is None:
             raise BadRequest(
                 "send exactly one file in the multipart field 'file'",
                 code="missing_file",
                 details={"field": "file"},
             )
-        upload = files[0]
+        data = await asyncio.to_thread(files[0].path.read_bytes)
         script, created = await self.services.runs.upload_script(
-            upload.filename,
-            upload.body,
-            self.get_body_argument("kind", None),
-            self.get_body_argument("model_type", None),
-            self.get_body_argument("description", None),
+            files[0].filename,
+            data,
+            _field(form, "kind"),
+            _field(form, "model_type"),
+            _field(form, "description"),
             self.user_name,
         )
         self.write_json(script, 201 if created else 200)
+
+
+def _field(form: FormData, name: str) -> str | None:
+    """A form field as Tornado's ``get_body_argument`` gave it: stripped, None when absent."""
+    value = form.fields.get(name)
+    return None if value is None else value.strip()
 
 
 class ScriptHandler(EnergyOpsHandler):

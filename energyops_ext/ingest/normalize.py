@@ -19,7 +19,7 @@ from ..errors import Invalid
 from .parse import (
     blank_to_na,
     block_of_minutes,
-    cell_kinds,
+    cell_kind,
     parse_blocks,
     parse_datetimes,
     parse_hours,
@@ -88,7 +88,7 @@ def _match(names: list[str], aliases: dict[str, str], kind: DatasetKind) -> dict
 
 def _is_data_like(cells: list[Any]) -> bool:
     for cell in cells:
-        kind = cell_kinds(pd.Series([cell], dtype=object)).iloc[0]
+        kind = cell_kind(cell)
         if kind in ("number", "datetime", "time"):
             return True
         if kind == "str" and _NUMBERISH.match(str(cell)) and any(ch.isdigit() for ch in str(cell)):
@@ -209,7 +209,13 @@ def normalize(raw: pd.DataFrame, kind: DatasetKind, sheet: str) -> Normalized:
 
 
 def clean_text(cells: pd.Series) -> pd.Series:
-    """Text cells stripped (only those that need it: fast), empty ones missing."""
+    """Text cells stripped, empty ones missing. A column of text is cleaned once per distinct
+    value (plant, state and region names repeat on every row of a year)."""
+    if pd.api.types.infer_dtype(cells, skipna=True) == "string":
+        codes, distinct = pd.factorize(cells.to_numpy(dtype=object))
+        cleaned = [str(v).strip() or None for v in distinct]
+        values = np.array([*cleaned, None], dtype=object)  # code -1 (missing) takes the last
+        return pd.Series(values[codes], index=cells.index, dtype=object)
     text = cells.astype("str")
     present = text.notna().to_numpy()
     values = text[present].to_numpy(dtype=str)

@@ -15,8 +15,10 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+from python_calamine import CalamineWorkbook
 
 from ..errors import Invalid, TooLarge, UnsupportedMediaType, format_size
 
@@ -34,18 +36,38 @@ class Workbook:
     sheet_names: list[str]
     csv_delimiter: str | None = None
     csv_encoding: str | None = None
+    book: CalamineWorkbook | None = None
 
     def sheet(self, name: str) -> pd.DataFrame:
         if self.format == "csv":
             return _read_csv(self.path, self.csv_delimiter or ",", self.csv_encoding or "utf-8")
         try:
-            frame = pd.read_excel(self.path, sheet_name=name, header=None, engine="calamine")
+            book = self.book or CalamineWorkbook.from_path(self.path)
+            rows = book.get_sheet_by_name(name).to_python(skip_empty_area=False)
         except Exception as exc:
             raise Invalid(
                 f"not a readable {self.format} file: sheet {name!r} could not be read ({exc})",
                 code="unreadable_file",
             ) from exc
-        return frame
+        return cells_frame(rows)
+
+
+def cells_frame(rows: list[list[Any]]) -> pd.DataFrame:
+    """Calamine's rows of cells as a frame of object columns, an empty cell as None.
+
+    Calamine is read directly rather than through ``pd.read_excel``, which converts every
+    cell in Python and then infers column types with its Python parser: on a year of blocks
+    that took 0.82 s against 0.49 s for calamine alone.
+    """
+    frame = pd.DataFrame(rows, dtype=object)
+    for col in frame.columns:
+        values = frame[col].to_numpy(dtype=object)
+        empty = values == ""
+        if empty.any():
+            values = values.copy()
+            values[empty] = None
+            frame[col] = values
+    return frame
 
 
 def file_format(filename: str) -> str:
@@ -80,10 +102,10 @@ def open_workbook(path: Path, filename: str, max_unpacked_bytes: int) -> Workboo
             "not a readable xls file (not an Excel 97-2003 workbook)", code="unreadable_file"
         )
     try:
-        names = [str(n) for n in pd.ExcelFile(path, engine="calamine").sheet_names]
+        book = CalamineWorkbook.from_path(path)
     except Exception as exc:
         raise Invalid(f"not a readable {fmt} file ({exc})", code="unreadable_file") from exc
-    return Workbook(path, fmt, names)
+    return Workbook(path, fmt, [str(n) for n in book.sheet_names], book=book)
 
 
 def check_zip(path: Path, limit: int) -> None:

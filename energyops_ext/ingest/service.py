@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
@@ -329,7 +330,8 @@ class IngestService:
         )
         changed = report["rows_inserted"] + report["rows_updated"] + report["rows_deleted"]
         if changed:
-            dates = sorted({d.date().isoformat() for d in pd.to_datetime(prepared.rows["date"])})
+            days = np.unique(pd.to_datetime(prepared.rows["date"]).to_numpy(dtype="datetime64[D]"))
+            dates = [str(day) for day in days]
             self.hub.publish(
                 Event(DATASETS, "market.updated", {"kind": report["kind"], "dates": dates})
             )

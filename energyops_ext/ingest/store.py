@@ -1,20 +1,29 @@
 """Bulk writes of normalized rows, inside the caller's transaction.
 
-Rows go into a temporary staging table with the driver's fastest path (sqlite3 executemany,
-psycopg COPY), then one ``INSERT ... SELECT ... ON CONFLICT (key) DO UPDATE`` moves them into
-the dataset table. The staging table also tells how many rows already existed (updated vs
-inserted) without loading anything into Python.
+When the table holds no row in the file's range (a new period, or ``replace`` after its
+delete), the rows go straight into the dataset table with the driver's fastest path (sqlite3
+executemany, psycopg COPY): nothing can conflict, so nothing needs an upsert. Otherwise they go
+into a temporary staging table the same way, then one ``INSERT ... SELECT ... ON CONFLICT (key)
+DO UPDATE`` moves them into the dataset table; the staging table also tells how many rows
+already existed (updated vs inserted) without loading anything into Python.
+
+SQLite writes hold the database's write lock from ``BEGIN IMMEDIATE``, so the range cannot fill
+between the look and the insert. On PostgreSQL another server can commit rows of the range in
+between; the direct COPY runs under a savepoint and falls back to the staged upsert when a key
+turns out to exist.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Date, bindparam, text
+from psycopg.errors import UniqueViolation
+from sqlalchemy import BindParameter, Connection, Date, bindparam, text
 
 from ..db.base import UTCDateTime, utcnow
 from .schemas import DatasetKind
@@ -31,13 +40,17 @@ def _columns(kind: DatasetKind) -> list[str]:
     return ["date", "block", *(c.name for c in kind.columns)]
 
 
-def _records(frame: pd.DataFrame, columns: list[str]) -> list[tuple[Any, ...]]:
-    """Plain Python tuples (None for missing) in ``columns`` order, dates as ISO text."""
+def _records(
+    frame: pd.DataFrame, columns: list[str], extra: tuple[Any, ...] = ()
+) -> list[tuple[Any, ...]]:
+    """Plain Python tuples (None for missing) in ``columns`` order, dates as ISO text, each
+    followed by the values of ``extra``."""
     data: dict[str, Any] = {}
     for name in columns:
         col = frame[name]
         if name == "date":
-            data[name] = pd.to_datetime(col).dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
+            days = pd.to_datetime(col).to_numpy(dtype="datetime64[D]")
+            data[name] = np.datetime_as_string(days, unit="D").astype(object)
         elif name == "block":
             data[name] = col.astype("int64").to_numpy(dtype=object)
         elif pd.api.types.is_float_dtype(col.dtype):
@@ -48,7 +61,28 @@ def _records(frame: pd.DataFrame, columns: list[str]) -> list[tuple[Any, ...]]:
             values = col.astype(object).to_numpy(copy=True)
             values[pd.isna(values)] = None
             data[name] = values
-    return list(zip(*(data[name] for name in columns), strict=True))
+    constants = [itertools.repeat(value, len(frame)) for value in extra]
+    return list(zip(*(data[name] for name in columns), *constants, strict=True))
+
+
+def _bulk_insert(
+    conn: Connection, table: str, columns: list[str], rows: list[tuple[Any, ...]]
+) -> None:
+    """``rows`` into ``table`` with the driver's bulk path: COPY or executemany."""
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    names = ", ".join(columns)
+    if conn.dialect.name == "postgresql":
+        with raw.cursor() as cur, cur.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    marks = ", ".join("?" for _ in columns)
+    cur = raw.cursor()
+    try:
+        cur.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+    finally:
+        cur.close()
 
 
 def _stage(conn: Connection, kind: DatasetKind, frame: pd.DataFrame) -> str:
@@ -56,28 +90,42 @@ def _stage(conn: Connection, kind: DatasetKind, frame: pd.DataFrame) -> str:
     stage = f"_stage_{kind.table}"
     names = ", ".join(columns)
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {stage}")
-    raw = conn.connection.driver_connection
-    assert raw is not None
-    rows = _records(frame, columns)
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(
             f"CREATE TEMP TABLE {stage} ON COMMIT DROP AS "
             f"SELECT {names} FROM {kind.table} WITH NO DATA"
         )
-        with raw.cursor() as cur, cur.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
     else:
         conn.exec_driver_sql(
             f"CREATE TEMP TABLE {stage} AS SELECT {names} FROM {kind.table} WHERE 0"
         )
-        marks = ", ".join("?" for _ in columns)
-        cur = raw.cursor()
-        try:
-            cur.executemany(f"INSERT INTO {stage} ({names}) VALUES ({marks})", rows)
-        finally:
-            cur.close()
+    _bulk_insert(conn, stage, columns, _records(frame, columns))
     return stage
+
+
+def _insert_new(
+    conn: Connection, kind: DatasetKind, frame: pd.DataFrame, upload_id: int | None, now: datetime
+) -> bool:
+    """Insert ``frame`` straight into the table when none of its range is there yet; False
+    (and nothing written) when some of it is, or turned out to be (PostgreSQL, see above)."""
+    where, params = _range_filter(kind, frame)
+    probe = text(f"SELECT 1 FROM {kind.table} WHERE {where} LIMIT 1").bindparams(*_binds(kind))
+    if conn.execute(probe, params).first() is not None:
+        return False
+    stamp = UTCDateTime().dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    columns = [*_columns(kind), "upload_id", "updated_at"]
+    rows = _records(frame, _columns(kind), (upload_id, stamp(now) if stamp else now))
+    if conn.dialect.name != "postgresql":
+        _bulk_insert(conn, kind.table, columns, rows)
+        return True
+    conn.exec_driver_sql("SAVEPOINT energyops_insert_new")
+    try:
+        _bulk_insert(conn, kind.table, columns, rows)
+    except UniqueViolation:
+        conn.exec_driver_sql("ROLLBACK TO SAVEPOINT energyops_insert_new")
+        return False
+    conn.exec_driver_sql("RELEASE SAVEPOINT energyops_insert_new")
+    return True
 
 
 def store_rows(
@@ -92,11 +140,13 @@ def store_rows(
     """Upsert (by the kind's key) or replace (the file's date range) ``frame``'s rows."""
     if frame.empty:
         return StoreResult(0, 0, 0)
+    now = now or utcnow()
+    deleted = _delete_range(conn, kind, frame) if mode == "replace" else 0
+    if _insert_new(conn, kind, frame, upload_id, now):
+        return StoreResult(len(frame), 0, deleted)
     columns = _columns(kind)
     stage = _stage(conn, kind, frame)
-    deleted = 0
     if mode == "replace":
-        deleted = _delete_range(conn, kind, frame)
         updated = 0
     else:
         join = " AND ".join(f"t.{k} = s.{k}" for k in kind.key)
@@ -114,22 +164,32 @@ def store_rows(
         f"SELECT {names}, :upload_id, :now FROM {stage} WHERE true "
         f"ON CONFLICT ({', '.join(kind.key)}) DO UPDATE SET {assignments}"
     ).bindparams(bindparam("now", type_=UTCDateTime()))
-    conn.execute(statement, {"upload_id": upload_id, "now": now or utcnow()})
+    conn.execute(statement, {"upload_id": upload_id, "now": now})
     conn.exec_driver_sql(f"DROP TABLE {stage}")
     return StoreResult(len(frame) - updated, updated, deleted)
 
 
-def _delete_range(conn: Connection, kind: DatasetKind, frame: pd.DataFrame) -> int:
-    """``replace``: every row of the file's date range goes (for kinds keyed by market, only
-    the markets the file holds)."""
+def _range_filter(kind: DatasetKind, frame: pd.DataFrame) -> tuple[str, dict[str, Any]]:
+    """The file's date range (for kinds keyed by market, only the markets the file holds)."""
     dates = pd.to_datetime(frame["date"])
     params: dict[str, Any] = {"lo": dates.min().date(), "hi": dates.max().date()}
-    binds = [bindparam("lo", type_=Date()), bindparam("hi", type_=Date())]
     where = "date >= :lo AND date <= :hi"
     if "market" in kind.key:
         where += " AND market IN :markets"
-        params["markets"] = sorted(set(frame["market"].dropna()))
+        params["markets"] = sorted(frame["market"].dropna().unique())
+    return where, params
+
+
+def _binds(kind: DatasetKind) -> list[BindParameter[Any]]:
+    binds = [bindparam("lo", type_=Date()), bindparam("hi", type_=Date())]
+    if "market" in kind.key:
         binds.append(bindparam("markets", expanding=True))
-    statement = text(f"DELETE FROM {kind.table} WHERE {where}").bindparams(*binds)
+    return binds
+
+
+def _delete_range(conn: Connection, kind: DatasetKind, frame: pd.DataFrame) -> int:
+    """``replace``: every row of the file's range goes."""
+    where, params = _range_filter(kind, frame)
+    statement = text(f"DELETE FROM {kind.table} WHERE {where}").bindparams(*_binds(kind))
     result = conn.execute(statement, params)
     return int(result.rowcount)
