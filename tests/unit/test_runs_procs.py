@@ -136,7 +136,11 @@ def test_identity_is_pid_and_start_time(procs: ProcessBackend, tmp_path: Path) -
         assert started is not None and procs.is_alive(child.pid, started)
         assert procs.is_alive(child.pid)
         assert not procs.is_alive(child.pid, started + 1)  # same pid, another process
-        assert {ref.pid for ref in procs.run_processes(None, marker)} == {child.pid}
+        # Popen returns once exec has begun; the kernel fills /proc/<pid>/environ a moment later
+        deadline = time.monotonic() + 5
+        while not (found := procs.run_processes(None, marker)) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert {ref.pid for ref in found} == {child.pid}
         assert procs.boot_id() and procs.boot_id() == procs.boot_id()
     finally:
         child.kill()

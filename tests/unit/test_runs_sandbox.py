@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -115,7 +116,11 @@ def test_process_identity_and_marker_scan(tmp_path: Path) -> None:
         started = registry.start_time(child.pid)
         assert started is not None and registry.is_alive(child.pid, started)
         assert not registry.is_alive(child.pid, started + 1)
-        assert registry.with_marker(marker) == {child.pid}
+        # Popen returns once exec has begun; the kernel fills /proc/<pid>/environ a moment later
+        deadline = time.monotonic() + 5
+        while not (found := registry.with_marker(marker)) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert found == {child.pid}
         assert child.pid in registry.descendants(os.getpid())
         assert registry.boot_id() and registry.host_name()
     finally:
