@@ -32,7 +32,7 @@ from . import parameters as run_parameters
 from . import registry, store
 from .artifacts import artifact_key, list_artifacts, log_key
 from .executors import Executor
-from .logs import Batch, ErrorThrottle, Line, RunLog, new_line
+from .logs import Batch, ErrorThrottle, Line, LineGroup, RunLog, new_line
 from .results import RESULTS_FILE, write_results
 from .runner import RunProcess, spare_bwrap, terminate_tree
 from .sandbox import (
@@ -528,13 +528,12 @@ class RunEngine:
     def _write_batch(self, active: ActiveRun, batch: Batch, final: bool) -> list[Notification]:
         with self.db.write_session() as session:
             store.write_batch(session, active.run_id, batch)
-            if batch.records:
-                last = batch.records[-1]["seq"]
-                wakeups.wake(session, wakeups.LINES, f"{active.run_id} {last}")
+            if batch.last_seq is not None:
+                wakeups.wake(session, wakeups.LINES, f"{active.run_id} {batch.last_seq}")
             notes = self._error_notes(session, active, batch.errors, final)
-        if batch.records:
+        if batch.groups:
             with self.log_file(active.run_id).open("a", encoding="utf-8") as fh:
-                fh.write("".join([format_file_line(r) for r in batch.records]))
+                fh.write(format_file_lines(batch.groups))
         return notes
 
     def _error_notes(
@@ -742,6 +741,16 @@ class RunEngine:
 def format_file_line(record: Line) -> str:
     """One line of a run's log file: ``<ts> <stream> <text>`` (stream is 6 characters)."""
     return f"{record['ts']} {record['stream']} {record['text']}\n"
+
+
+def format_file_lines(groups: list[LineGroup]) -> str:
+    """``format_file_line`` of every line of the groups: one join per group, whose lines
+    share their stream and timestamp."""
+    parts = []
+    for group in groups:
+        prefix = f"{group.ts} {group.stream} "
+        parts.append(prefix + f"\n{prefix}".join(group.texts) + "\n")
+    return "".join(parts)
 
 
 def _write_run_dir(paths: RunPaths, source: bytes, notebook: bool = False) -> None:

@@ -30,10 +30,11 @@ from energyops_ext.cluster.servers import OrphanRun, ServerIdentity
 from energyops_ext.db import Database, current_revision, head_revision, normalize_url, upgrade
 from energyops_ext.db.base import Base
 from energyops_ext.db.migrate import alembic_config
-from energyops_ext.db.models import ClusterEvent, LogLine, Run, Script, Server
+from energyops_ext.db.models import ClusterEvent, LogChunk, Run, Script, Server
 from energyops_ext.events import DASHBOARD, RUNS, Event, EventHub, run_topic
 from energyops_ext.runs import registry, store
 from energyops_ext.runs.engine import ActiveRun
+from energyops_ext.runs.logs import new_line
 from energyops_ext.runs.service import _request_kill
 
 from ..conftest import BACKENDS, PG_ADMIN_URL
@@ -535,7 +536,7 @@ async def test_a_run_that_ended_meanwhile_is_not_marked_lost(
     )
     database.write_sync(lambda s: s.execute(update(Run).values(status="succeeded")))
     assert [await a.engine._mark_lost(o, "too late") for o in orphans] == [False] * len(scene.lost)
-    assert database.read_sync(lambda s: s.scalar(select(func.count()).select_from(LogLine))) == 0
+    assert database.read_sync(lambda s: s.scalar(select(func.count()).select_from(LogChunk))) == 0
     assert [e for e in a.events if e.type == "run.finished"] == []
 
 
@@ -907,9 +908,7 @@ def test_downgrade_to_0001_and_back_to_head(migrated: Database) -> None:
 def test_downgrade_and_upgrade_keep_runs_and_their_lines(migrated: Database) -> None:
     def seed(session: Session) -> int:
         run_id = add_run(session, add_script(session), status="succeeded")
-        session.add(
-            LogLine(run_id=run_id, seq=1, stream="stdout", level="info", ts=NOW, text="hello")
-        )
+        store.insert_lines(session, run_id, [new_line(1, "stdout", "hello", NOW)])
         return run_id
 
     run_id = migrated.write_sync(seed)
@@ -919,7 +918,7 @@ def test_downgrade_and_upgrade_keep_runs_and_their_lines(migrated: Database) -> 
     def read(session: Session) -> tuple[Any, ...]:
         run = session.get(Run, run_id)
         assert run is not None
-        lines = session.scalars(select(LogLine.text).where(LogLine.run_id == run_id)).all()
+        lines = [line["text"] for line in store.read_lines(session, run_id, 0, None)]
         scripts = session.scalar(select(func.count()).select_from(Script))
         return run.status, run.executor, run.server_id, list(lines), scripts
 
