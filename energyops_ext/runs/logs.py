@@ -121,12 +121,19 @@ def classify_lines(stream: str, texts: list[str]) -> tuple[str, dict[int, str]]:
     low = "\n".join(texts).lower()
     if not any(word in low for word in _LEVEL_WORDS):
         return default, {}
+    one_each = _one_per_line(low, texts)
     odd = {}
-    for index in _lines_matching(low, _LEVEL_WORD):
+    for index in _lines_matching(low, _LEVEL_WORD) if one_each else range(len(texts)):
         level = classify_level(stream, texts[index])
         if level != default:
             odd[index] = level
     return default, odd
+
+
+def _one_per_line(joined: str, texts: list[str]) -> bool:
+    """No text holds a "\n" itself (only a system line can), so lines of ``joined`` are
+    the texts."""
+    return joined.count("\n") == len(texts) - 1
 
 
 def reporting_lines(texts: list[str]) -> list[int]:
@@ -134,6 +141,8 @@ def reporting_lines(texts: list[str]) -> list[int]:
     joined = "\n".join(texts)
     if (":" not in joined and "=" not in joined) or _MARKER_HINT.search(joined) is None:
         return []
+    if not _one_per_line(joined, texts):
+        return [i for i, text in enumerate(texts) if might_report(text)]
     return [i for i in _lines_matching(joined, _MARKER_HINT) if might_report(texts[i])]
 
 

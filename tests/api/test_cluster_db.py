@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,13 +20,13 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, func, insert, inspect, select, text, update
+from sqlalchemy import Engine, create_engine, func, insert, inspect, select, update
 from sqlalchemy.orm import Session
 
 from energyops_ext.cluster import servers
 from energyops_ext.cluster.relay import EventRelay, encode, prune_events
 from energyops_ext.cluster.servers import OrphanRun, ServerIdentity
-from energyops_ext.db import Database, current_revision, head_revision, normalize_url, upgrade
+from energyops_ext.db import Database, current_revision, head_revision, upgrade
 from energyops_ext.db.base import Base
 from energyops_ext.db.migrate import alembic_config
 from energyops_ext.db.models import ClusterEvent, LogChunk, Run, Script, Server
@@ -37,7 +36,6 @@ from energyops_ext.runs.engine import ActiveRun
 from energyops_ext.runs.logs import new_line
 from energyops_ext.runs.service import _request_kill
 
-from ..conftest import BACKENDS, PG_ADMIN_URL
 from .cluster_factories import (
     LEASE_S,
     NOW,
@@ -818,27 +816,6 @@ def test_prune_events_drops_only_old_rows(database: Database) -> None:
 
 
 # --- migrations ---
-
-
-@pytest.fixture(params=BACKENDS)
-def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database with no tables at all (a fresh one on PostgreSQL, dropped afterwards)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'migrate.db'}"
-        return
-    admin = create_engine(normalize_url(PG_ADMIN_URL), isolation_level="AUTOCOMMIT")
-    name = f"energyops_migrate_{os.getpid()}_{secrets.token_hex(3)}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not reachable: {exc}", pytrace=False)
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture
