@@ -42,6 +42,10 @@ class LineSplitter:
         if buffer.endswith(b"\r"):
             buffer = buffer[:-1]
             self._held_cr = True
+        elif b"\r" not in buffer:
+            lines = self._whole_lines(buffer)
+            if lines is not None:
+                return lines
         parts = _SEPARATORS.split(buffer) if b"\r" in buffer else buffer.split(b"\n")
         tail = b"" if self._held_cr else parts.pop()
         lines = self._complete(parts)
@@ -51,6 +55,27 @@ class LineSplitter:
                 self._skipping = True
             tail = b""
         self._buffer = tail
+        return lines
+
+    def _whole_lines(self, buffer: bytes) -> list[str] | None:
+        """The common case, "\n" only and no line to cut: the complete lines decoded in one
+        go and split as text (invalid UTF-8 is replaced the same, since "\n" never belongs
+        to a multi-byte sequence). None when a line may be too long: see ``feed``."""
+        end = buffer.rfind(b"\n")
+        complete = buffer[:end] if end >= 0 else b""
+        if len(complete) > self.max_bytes and max(map(len, complete.split(b"\n"))) > self.max_bytes:
+            return None
+        tail = buffer[end + 1 :]
+        if len(tail) > self.max_bytes:
+            return None
+        self._buffer = tail
+        if end < 0:
+            return []
+        text = complete.decode("utf-8", "replace")
+        lines = (text.replace("\x00", "\ufffd") if "\x00" in text else text).split("\n")
+        if self._skipping:  # the first line is the end of the line that was cut
+            self._skipping = False
+            del lines[0]
         return lines
 
     def finish(self) -> list[str]:
