@@ -62,6 +62,7 @@ class ActiveRun:
     throttle: ErrorThrottle = field(default_factory=ErrorThrottle)
     title: str = ""
     flushing: bool = True
+    flushing_ends: asyncio.Event = field(default_factory=asyncio.Event)  # wakes the flush loop
     stopped_by: str | None = None  # who asked the model to stop and keep its best
     stopped_early: bool = False  # it exited 0 after the stop
 
@@ -291,6 +292,7 @@ class RunEngine:
             active.log.add("system", [end + (f" ({reason})" if reason else "")])
             # never cancel a flush mid-write: its batch would commit without leaving pending
             active.flushing = False
+            active.flushing_ends.set()
             await flusher
             await self.flush(active, final=True)
             await asyncio.to_thread(self._store_files, run_id)
@@ -500,7 +502,11 @@ class RunEngine:
         interval = self.settings.log_flush_interval_s
         last = time.monotonic()
         while active.flushing:
-            await asyncio.sleep(min(interval, FLUSH_POLL_S))
+            # the run's end wakes this at once: the final flush follows without a poll's wait
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(active.flushing_ends.wait(), min(interval, FLUSH_POLL_S))
+            if not active.flushing:
+                return
             due = time.monotonic() - last >= interval
             if due or active.log.pending_count >= FLUSH_EARLY_LINES:
                 last = time.monotonic()
