@@ -219,17 +219,20 @@ class ClusterEvent(Base):
     created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
 
 
-class LogLine(Base):
-    """One line of a run's output; ``seq`` counts from 1 per run across both streams."""
+class LogChunk(Base):
+    """Consecutive lines of a run's output, ``first_seq``..``last_seq``, in one row; ``seq``
+    counts from 1 per run across both streams. The format is in ``runs/chunks.py``."""
 
-    __tablename__ = "log_lines"
+    __tablename__ = "log_chunks"
+    __table_args__ = (Index("ix_log_chunks_run_last_seq", "run_id", "last_seq", unique=True),)
 
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
-    stream: Mapped[str] = mapped_column(String(8))  # stdout | stderr | system
-    level: Mapped[str] = mapped_column(String(8))  # debug | info | warning | error
-    ts: Mapped[datetime] = mapped_column(TZDateTime)
-    text: Mapped[str] = mapped_column(Text)
+    first_seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_seq: Mapped[int] = mapped_column(Integer)
+    kinds: Mapped[int] = mapped_column(Integer)  # a bit per (stream, level) pair present
+    codes: Mapped[str] = mapped_column(Text)  # a letter per line: its stream and level
+    stamps: Mapped[str] = mapped_column(Text)  # timestamps, run-length coded
+    texts: Mapped[str] = mapped_column(Text)  # the texts joined by "\n"
 
 
 class Upload(Base):

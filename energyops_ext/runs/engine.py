@@ -32,7 +32,7 @@ from . import parameters as run_parameters
 from . import run_feed, store
 from .artifacts import artifact_key, list_artifacts, log_key
 from .executors import Executor
-from .logs import Batch, Line, RunLog, new_line
+from .logs import Batch, Line, LineGroup, RunLog, new_line
 from .procs import process_backend
 from .results import RESULTS_FILE, write_results
 from .run_errors import RunErrors
@@ -63,6 +63,7 @@ class ActiveRun:
     errors: RunErrors = field(default_factory=RunErrors)
     title: str = ""
     flushing: bool = True
+    flushing_ends: asyncio.Event = field(default_factory=asyncio.Event)  # wakes the flush loop
     stopped_by: str | None = None  # who asked the model to stop and keep its best
     stopped_early: bool = False  # it exited 0 after the stop
 
@@ -296,6 +297,7 @@ class RunEngine:
             active.log.add("system", [end + (f" ({reason})" if reason else "")])
             # never cancel a flush mid-write: its batch would commit without leaving pending
             active.flushing = False
+            active.flushing_ends.set()
             await flusher
             await self.flush(active)
             await asyncio.to_thread(self._store_files, run_id)
@@ -499,7 +501,11 @@ class RunEngine:
         interval = self.settings.log_flush_interval_s
         last = time.monotonic()
         while active.flushing:
-            await asyncio.sleep(min(interval, FLUSH_POLL_S))
+            # the run's end wakes this at once: the final flush follows without a poll's wait
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(active.flushing_ends.wait(), min(interval, FLUSH_POLL_S))
+            if not active.flushing:
+                return
             due = time.monotonic() - last >= interval
             if due or active.log.pending_count >= FLUSH_EARLY_LINES:
                 last = time.monotonic()
@@ -527,16 +533,15 @@ class RunEngine:
     def _write_batch(self, active: ActiveRun, batch: Batch) -> list[Notification]:
         with self.db.write_session() as session:
             store.write_batch(session, active.run_id, batch)
-            if batch.records:
-                last = batch.records[-1]["seq"]
-                wakeups.wake(session, wakeups.LINES, f"{active.run_id} {last}")
+            if batch.last_seq is not None:
+                wakeups.wake(session, wakeups.LINES, f"{active.run_id} {batch.last_seq}")
             notices = active.errors.running(
                 batch.records, time.monotonic(), any_error=bool(batch.errors)
             )
             notes = run_feed.error_notifications(session, active.run_id, active.title, notices)
-        if batch.records:
+        if batch.groups:
             with self.log_file(active.run_id).open("a", encoding="utf-8") as fh:
-                fh.write("".join([format_file_line(r) for r in batch.records]))
+                fh.write(format_file_lines(batch.groups))
         return notes
 
     # --- heartbeats, kill requests from other servers, reaping ---
@@ -708,6 +713,16 @@ class RunEngine:
 def format_file_line(record: Line) -> str:
     """One line of a run's log file: ``<ts> <stream> <text>`` (stream is 6 characters)."""
     return f"{record['ts']} {record['stream']} {record['text']}\n"
+
+
+def format_file_lines(groups: list[LineGroup]) -> str:
+    """``format_file_line`` of every line of the groups: one join per group, whose lines
+    share their stream and timestamp."""
+    parts = []
+    for group in groups:
+        prefix = f"{group.ts} {group.stream} "
+        parts.append(prefix + f"\n{prefix}".join(group.texts) + "\n")
+    return "".join(parts)
 
 
 def _write_run_dir(paths: RunPaths, source: bytes, script: Path) -> None:

@@ -1,28 +1,26 @@
-"""Database work of runs: JSON shapes, the queue claim, bulk log lines, log and run queries."""
+"""Database work of runs: JSON shapes, the queue claim, log chunks, log and run queries."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
-from itertools import chain
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, object_session
 
-from ..db.models import LogLine, Run, Script
+from ..db.models import LogChunk, Run, Script
 from ..errors import NotFound
 from ..notify import display_url
-from .logs import LEVEL_RANK, LEVELS, SOLVER_KEYS, Batch, Line, iso_ts
+from . import chunks
+from .logs import LEVEL_RANK, LEVELS, SOLVER_KEYS, Batch, Line, LineGroup, group_records
 
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "killed", "timed_out", "lost")
 STATUSES = ACTIVE + FINISHED
 METRIC_COLUMNS = ("progress", "objective_value", "results_count", "solver_time_ms")
-LOG_COLUMNS = "run_id, seq, stream, level, ts, text"
-SQLITE_ROWS_PER_INSERT = 100
-_MULTI_INSERT = f"INSERT INTO log_lines ({LOG_COLUMNS}) VALUES " + ",".join(
-    ["(?, ?, ?, ?, ?, ?)"] * SQLITE_ROWS_PER_INSERT
-)
+CHUNK_COLUMNS = "run_id, first_seq, last_seq, kinds, codes, stamps, texts"
+CHUNKS_PER_READ = 16
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -194,61 +192,23 @@ def owned(server_id: str) -> Any:
     return (Run.status == "running") & (Run.server_id == server_id)
 
 
-def _copy_escape(text: str) -> str:
-    # COPY text format; NUL never reaches here (the splitter replaces it)
-    if "\\" in text:
-        text = text.replace("\\", "\\\\")
-    if "\t" in text:
-        text = text.replace("\t", "\\t")
-    if "\n" in text or "\r" in text:
-        text = text.replace("\n", "\\n").replace("\r", "\\r")
-    return text
-
-
-def _copy_text(run_id: int, records: list[Line]) -> str:
-    """The rows as one COPY text payload: several times faster than write_row per row."""
-    prefix = f"{run_id}\t"
-    return "".join(
-        [
-            f"{prefix}{r['seq']}\t{r['stream']}\t{r['level']}\t{r['ts']}\t"
-            f"{_copy_escape(r['text'])}\n"
-            for r in records
-        ]
-    )
+def insert_groups(session: Session, run_id: int, groups: list[LineGroup]) -> None:
+    """Store lines as chunks (chunks.py): a few hundred rows for a few hundred thousand
+    lines, sent through the driver's executemany in the session's transaction."""
+    rows = [(run_id, *chunk) for chunk in chunks.pack(groups)]
+    if not rows:
+        return
+    conn = session.connection()
+    driver: Any = conn.connection.driver_connection
+    marker = "%s" if conn.dialect.name == "postgresql" else "?"
+    statement = f"INSERT INTO log_chunks ({CHUNK_COLUMNS}) VALUES ({', '.join([marker] * 7)})"
+    with contextlib.closing(driver.cursor()) as cursor:
+        cursor.executemany(statement, rows)
 
 
 def insert_lines(session: Session, run_id: int, records: list[Line]) -> None:
-    """Bulk insert through the driver: COPY on PostgreSQL, executemany on SQLite."""
-    if not records:
-        return
-    conn = session.connection()
-    if conn.dialect.name == "postgresql":
-        raw: Any = conn.connection.driver_connection
-        with (
-            raw.cursor() as cursor,
-            cursor.copy(f"COPY log_lines ({LOG_COLUMNS}) FROM STDIN") as copy,
-        ):
-            copy.write(_copy_text(run_id, records))
-        return
-    rows = []
-    last_ts, stored_ts = "", ""
-    for r in records:
-        if r["ts"] is not last_ts:  # the lines of one chunk share one timestamp
-            # SQLAlchemy's SQLite DATETIME text: "YYYY-MM-DD HH:MM:SS.ffffff" (UTC)
-            last_ts = r["ts"]
-            stored_ts = f"{last_ts[:10]} {last_ts[11:26]}"
-        rows.append((run_id, r["seq"], r["stream"], r["level"], stored_ts, r["text"]))
-    # multi-row VALUES: ~1.6x the rows/s of one-row executemany in the sqlite3 module
-    full = len(rows) - len(rows) % SQLITE_ROWS_PER_INSERT
-    driver: Any = conn.connection.driver_connection
-    if full:
-        flat = list(chain.from_iterable(rows[:full]))
-        width = 6 * SQLITE_ROWS_PER_INSERT
-        driver.executemany(_MULTI_INSERT, [flat[i : i + width] for i in range(0, len(flat), width)])
-    if full < len(rows):
-        driver.executemany(
-            f"INSERT INTO log_lines ({LOG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", rows[full:]
-        )
+    """Store lines built one by one (``new_line``), in seq order."""
+    insert_groups(session, run_id, group_records(records))
 
 
 def solver_figures(metrics: dict[str, float | int]) -> dict[str, float]:
@@ -257,22 +217,12 @@ def solver_figures(metrics: dict[str, float | int]) -> dict[str, float]:
 
 
 def write_batch(session: Session, run_id: int, batch: Batch) -> None:
-    insert_lines(session, run_id, batch.records)
+    insert_groups(session, run_id, batch.groups)
     values: dict[str, Any] = {"line_count": batch.line_count, "error_count": batch.error_count}
     values.update({k: v for k, v in batch.metrics.items() if k in METRIC_COLUMNS})
     if solver := solver_figures(batch.metrics):
         values["solver"] = solver
     session.execute(update(Run).where(Run.id == run_id).values(**values))
-
-
-def line_json(line: LogLine) -> dict[str, Any]:
-    return {
-        "seq": line.seq,
-        "stream": line.stream,
-        "level": line.level,
-        "ts": iso_ts(line.ts),
-        "text": line.text,
-    }
 
 
 def read_lines(
@@ -283,15 +233,32 @@ def read_lines(
     stream: str | None = None,
     level: str | None = None,
 ) -> list[dict[str, Any]]:
-    query = select(LogLine).where(LogLine.run_id == run_id, LogLine.seq > after_seq)
-    if stream:
-        query = query.where(LogLine.stream == stream)
-    if level:
-        query = query.where(LogLine.level.in_(levels_at_least(level)))
-    query = query.order_by(LogLine.seq)
-    if limit is not None:
-        query = query.limit(limit)
-    return [line_json(line) for line in session.scalars(query)]
+    """The stored lines with seq > ``after_seq`` (of ``stream``, at ``level`` or above), in
+    seq order, at most ``limit``. Chunks are read a few at a time, and a filtered read asks
+    only for the chunks whose ``kinds`` hold a matching line."""
+    keep = chunks.wanted(stream, level)
+    query = select(
+        LogChunk.first_seq,
+        LogChunk.last_seq,
+        LogChunk.kinds,
+        LogChunk.codes,
+        LogChunk.stamps,
+        LogChunk.texts,
+    ).where(LogChunk.run_id == run_id)
+    if keep is not None:
+        query = query.where(LogChunk.kinds.op("&")(keep.mask) != 0)
+    query = query.order_by(LogChunk.last_seq).limit(CHUNKS_PER_READ)
+    lines: list[dict[str, Any]] = []
+    cursor = after_seq
+    while True:
+        rows = session.execute(query.where(LogChunk.last_seq > cursor)).all()
+        for row in rows:
+            lines.extend(chunks.unpack(chunks.Chunk(*row), after_seq, keep))
+            if limit is not None and len(lines) >= limit:
+                return lines[:limit]
+        if len(rows) < CHUNKS_PER_READ:
+            return lines
+        cursor = rows[-1].last_seq
 
 
 def levels_at_least(level: str) -> list[str]:
@@ -299,7 +266,7 @@ def levels_at_least(level: str) -> list[str]:
 
 
 def max_seq(session: Session, run_id: int) -> int:
-    return session.scalar(select(func.max(LogLine.seq)).where(LogLine.run_id == run_id)) or 0
+    return session.scalar(select(func.max(LogChunk.last_seq)).where(LogChunk.run_id == run_id)) or 0
 
 
 def queued_count(session: Session) -> int:

@@ -18,9 +18,9 @@ from energyops_ext.cluster import servers
 from energyops_ext.cluster.servers import ServerIdentity
 from energyops_ext.config import Settings
 from energyops_ext.db import Database
-from energyops_ext.db.models import LogLine, Notification, Run, Script, Server
+from energyops_ext.db.models import Notification, Run, Script, Server
 from energyops_ext.events import Event, EventHub
-from energyops_ext.runs import registry
+from energyops_ext.runs import registry, store
 from energyops_ext.runs.engine import RunEngine
 from energyops_ext.storage import LocalStorage
 
@@ -131,15 +131,11 @@ def run_row(db: Database, run_id: int) -> Run:
 
 def lost_lines(db: Database, run_id: int) -> list[tuple[int, str, str]]:
     """(seq, stream, text) of a run's "run lost:" lines."""
+    lines = db.read_sync(lambda s: store.read_lines(s, run_id, 0, None))
     return [
-        (seq, stream, text)
-        for seq, stream, text in db.read_sync(
-            lambda s: s.execute(
-                select(LogLine.seq, LogLine.stream, LogLine.text)
-                .where(LogLine.run_id == run_id, LogLine.text.startswith("run lost:"))
-                .order_by(LogLine.seq)
-            ).all()
-        )
+        (line["seq"], line["stream"], line["text"])
+        for line in lines
+        if line["text"].startswith("run lost:")
     ]
 
 

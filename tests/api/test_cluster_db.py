@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,22 +20,22 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, func, insert, inspect, select, text, update
+from sqlalchemy import Engine, create_engine, func, insert, inspect, select, update
 from sqlalchemy.orm import Session
 
 from energyops_ext.cluster import servers
 from energyops_ext.cluster.relay import EventRelay, encode, prune_events
 from energyops_ext.cluster.servers import OrphanRun, ServerIdentity
-from energyops_ext.db import Database, current_revision, head_revision, normalize_url, upgrade
+from energyops_ext.db import Database, current_revision, head_revision, upgrade
 from energyops_ext.db.base import Base
 from energyops_ext.db.migrate import alembic_config
-from energyops_ext.db.models import Activity, ClusterEvent, LogLine, Run, Script, Server
+from energyops_ext.db.models import Activity, ClusterEvent, LogChunk, Run, Script, Server
 from energyops_ext.events import DASHBOARD, RUNS, Event, EventHub, run_topic
 from energyops_ext.runs import registry, store
 from energyops_ext.runs.engine import ActiveRun
+from energyops_ext.runs.logs import new_line
 from energyops_ext.runs.service import _request_kill
 
-from ..conftest import BACKENDS, PG_ADMIN_URL
 from .cluster_factories import (
     LEASE_S,
     NOW,
@@ -547,7 +546,7 @@ async def test_a_run_that_ended_meanwhile_is_not_marked_lost(
     )
     database.write_sync(lambda s: s.execute(update(Run).values(status="succeeded")))
     assert [await a.engine._mark_lost(o, "too late") for o in orphans] == [False] * len(scene.lost)
-    assert database.read_sync(lambda s: s.scalar(select(func.count()).select_from(LogLine))) == 0
+    assert database.read_sync(lambda s: s.scalar(select(func.count()).select_from(LogChunk))) == 0
     assert [e for e in a.events if e.type == "run.finished"] == []
 
 
@@ -831,27 +830,6 @@ def test_prune_events_drops_only_old_rows(database: Database) -> None:
 # --- migrations ---
 
 
-@pytest.fixture(params=BACKENDS)
-def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database with no tables at all (a fresh one on PostgreSQL, dropped afterwards)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'migrate.db'}"
-        return
-    admin = create_engine(normalize_url(PG_ADMIN_URL), isolation_level="AUTOCOMMIT")
-    name = f"energyops_migrate_{os.getpid()}_{secrets.token_hex(3)}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not reachable: {exc}", pytrace=False)
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 @pytest.fixture
 def migrated(empty_db_url: str) -> Iterator[Database]:
     """The database as the server opens it (its engine settings), migrated to head."""
@@ -919,9 +897,7 @@ def test_downgrade_to_0001_and_back_to_head(migrated: Database) -> None:
 def test_downgrade_and_upgrade_keep_runs_and_their_lines(migrated: Database) -> None:
     def seed(session: Session) -> int:
         run_id = add_run(session, add_script(session), status="succeeded")
-        session.add(
-            LogLine(run_id=run_id, seq=1, stream="stdout", level="info", ts=NOW, text="hello")
-        )
+        store.insert_lines(session, run_id, [new_line(1, "stdout", "hello", NOW)])
         return run_id
 
     run_id = migrated.write_sync(seed)
@@ -931,7 +907,7 @@ def test_downgrade_and_upgrade_keep_runs_and_their_lines(migrated: Database) -> 
     def read(session: Session) -> tuple[Any, ...]:
         run = session.get(Run, run_id)
         assert run is not None
-        lines = session.scalars(select(LogLine.text).where(LogLine.run_id == run_id)).all()
+        lines = [line["text"] for line in store.read_lines(session, run_id, 0, None)]
         scripts = session.scalar(select(func.count()).select_from(Script))
         return run.status, run.executor, run.server_id, list(lines), scripts
 

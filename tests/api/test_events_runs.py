@@ -117,7 +117,9 @@ async def test_fifty_subscribers_and_a_mid_run_joiner_get_every_line_once(
 async def test_a_slow_subscriber_of_a_run_is_dropped_and_resumes_with_since(
     api: Fetch, services: Services, connect: Connect
 ) -> None:
-    run_id = await start_printer(api, 40_000, 400, 0.01)
+    # 30 ms per 1,000 lines: the fast subscriber reads on the server's own event loop, and
+    # the server now takes lines faster than that loop sends 400-byte lines to two sockets
+    run_id = await start_printer(api, 40_000, 400, 0.03)
     topic = run_topic(run_id)
     slow, fast = await connect(), await connect()
     got = all_seqs(await slow.subscribe(topic, since={topic: 0}), topic)

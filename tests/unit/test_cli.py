@@ -36,7 +36,7 @@ def test_db_upgrade_migrates_the_configured_database(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'energyops.db'}")
     tables = set(inspect(engine).get_table_names())
     engine.dispose()
-    assert {"scripts", "runs", "log_lines", "uploads", "market_snapshot"} <= tables
+    assert {"scripts", "runs", "log_chunks", "uploads", "market_snapshot"} <= tables
 
 
 def test_help_all_lists_the_configuration() -> None:

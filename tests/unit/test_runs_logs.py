@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from energyops_ext.runs.logs import (
     CUT_MARKER,
@@ -43,6 +46,38 @@ def split_all(chunks: list[bytes], max_bytes: int = 64 * 1024) -> list[str]:
 )
 def test_splitter(chunks: list[bytes], expected: list[str]) -> None:
     assert split_all(chunks) == expected
+
+
+def reference_lines(data: bytes, max_bytes: int) -> list[str]:
+    """The splitter's contract over a whole stream, line by line."""
+    parts = re.split(rb"\r\n|\r|\n", data)
+    if not parts[-1]:
+        parts.pop()  # the stream ended with a line end: no partial last line
+    lines = []
+    for part in parts:
+        text = part[:max_bytes].decode("utf-8", "replace")
+        text += CUT_MARKER if len(part) > max_bytes else ""
+        lines.append(text.replace("\x00", "\ufffd"))
+    return lines
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.sampled_from([b"\n", b"\r", b"a", b"bc", b"\xe2\x82", b"\xac", b"\xff", b"\x00"])),
+    st.lists(st.integers(1, 12), max_size=20),
+    st.sampled_from([4, 10, 64 * 1024]),
+)
+@example([b"abcbcbc", b"a\n", b"bc\n"], [7], 4)  # a cut line whose end comes in a later chunk
+def test_splitter_in_any_chunks_keeps_its_contract(
+    pieces: list[bytes], cuts: list[int], max_bytes: int
+) -> None:
+    data = b"".join(pieces)
+    chunks, at = [], 0
+    for cut in cuts:
+        chunks.append(data[at : at + cut])
+        at += cut
+    chunks.append(data[at:])
+    assert split_all(chunks, max_bytes) == reference_lines(data, max_bytes)
 
 
 def test_long_lines_are_cut_once_and_the_rest_skipped() -> None:
