@@ -317,9 +317,9 @@ class RunsPanel(Refreshing):
         self._options = options
         self._choosing = True
         try:
-            with self.selector.hold_trait_notifications():
-                self.selector.options = options
-                self.selector.value = pick
+            # new options select the first ("—"): put the watched run back at once
+            self.selector.options = options
+            self.selector.value = pick
         finally:
             self._choosing = False
         if self.selector.value != watched and self.on_select is not None:
