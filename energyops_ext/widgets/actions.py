@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import ipywidgets as widgets
-import pandas as pd
 
 from .buffer import Throttle, esc, format_number, html_table
 from .client import EnergyOpsAPIError, EnergyOpsClient
@@ -290,9 +289,8 @@ class ScriptsPanel:
             [("id", "id"), ("version", "v"), ("status", "status"), ("created_at", "uploaded")],
         )
         mark = self.states.reading()
-        runs = _records(
-            self._act(lambda: self.client.runs(script_id=sid, per_page=20)) or pd.DataFrame()
-        )
+        listed = self._act(lambda: self.client.runs(script_id=sid, per_page=20))
+        runs = _records(listed) if listed is not None else []
         self.states.merge(runs, mark)
         self.runs.show([int(r["id"]) for r in runs] + self._active_started_here())
 
