@@ -241,6 +241,7 @@ class RunsPanel(Refreshing):
         states: RunStates | None = None,
     ) -> None:
         self.selector = widgets.Dropdown(description="Watch run", options=[("—", None)])
+        self.selector.add_class("eo-watch-run")
         self.on_select = on_select
         self.states = states or RunStates.of(stream)
         self.listed: list[int] = []
