@@ -48,6 +48,7 @@ class RunRow:
         self.kill = widgets.Button(
             description="Kill", icon="stop", button_style="danger", layout={"width": "80px"}
         )
+        self.kill.add_class("eo-kill-button")
         self.watch.on_click(lambda _b: on_watch(run_id))
         self.kill.on_click(lambda _b: on_kill(run_id))
         self.widget = widgets.HBox([self.label, self.watch, self.kill])
@@ -149,6 +150,7 @@ class DeleteConfirmation:
         self.counts: tuple[int, int] | None = None
         self.prompt = widgets.HTML()
         self.confirm = widgets.Button(description="Confirm delete", button_style="danger")
+        self.confirm.add_class("eo-confirm-delete")
         self.cancel_button = widgets.Button(description="Cancel")
         self.confirm.on_click(lambda _b: self.delete())
         self.cancel_button.on_click(lambda _b: self.cancel())
