@@ -274,7 +274,11 @@ class RunsPanel(Refreshing):
         if self._reread.is_set():
             self._reread.clear()
             mark = self.states.reading()
-            rows = _records(self.client.runs(per_page=self.per_page))
+            try:
+                rows = _records(self.client.runs(per_page=self.per_page))
+            except EnergyOpsAPIError:
+                self._reread.set()  # read again next time
+                raise
             self.states.merge(rows, mark)
             self.listed = [int(r["id"]) for r in rows]
         watched = self.selector.value
