@@ -89,11 +89,6 @@ LAST_RUN_CELL = """() => {
 }"""
 
 
-def last_run_cell(page: Any) -> str | None:
-    cell: str | None = page.evaluate(LAST_RUN_CELL)
-    return cell
-
-
 def run_rows(page: Any) -> Any:
     return page.locator(".eo-scripts-panel .eo-run-item")
 
@@ -139,7 +134,7 @@ def test_workbench_runs_list_kill_per_run_and_delete_question(
     ]
     newer, older = ids
     assert newer > older
-    assert last_run_cell(page) == "running"
+    page.wait_for_function(f"() => ({LAST_RUN_CELL})() === 'running'", timeout=30_000)
 
     # Kill on the older run's row reaches that run, not the last one started
     run_rows(page).nth(1).locator("button.eo-kill-button").click()
