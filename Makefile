@@ -17,7 +17,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml
+# The Lab extension's sources: a change rebuilds it (the builder skips npm while a build exists).
+LABEXT_SRC := $(wildcard labextension/src/*.ts labextension/style/*) labextension/package.json
+
+$(STAMP): $(BIN)/python pyproject.toml $(LABEXT_SRC)
+	rm -rf energyops_ext/labextension
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .db.models import Activity, Notification
+from .errors import BadRequest, NotFound
 from .events import NOTIFICATIONS, Event, EventHub
 from .notify.outbox import queue_global
 
@@ -163,3 +164,42 @@ def list_notifications(
         "total": total,
         "unread": unread_count,
     }
+
+
+NOTIFICATION_FLAGS = ("is_read", "is_archived")
+
+
+def notification_changes(body: dict[str, Any]) -> dict[str, bool]:
+    """The flags a PATCH of a notification sets: ``is_read`` and/or ``is_archived``, booleans,
+    nothing else (400 naming the field)."""
+    changes: dict[str, bool] = {}
+    for field in NOTIFICATION_FLAGS:
+        if field in body:
+            if not isinstance(body[field], bool):
+                raise BadRequest(
+                    f"{field} must be true or false",
+                    code="invalid_field",
+                    details={"field": field},
+                )
+            changes[field] = body[field]
+    unknown = sorted(set(body) - set(NOTIFICATION_FLAGS))
+    if unknown or not changes:
+        raise BadRequest(
+            "send is_read and/or is_archived (booleans)"
+            + (f"; unknown fields: {', '.join(unknown)}" if unknown else ""),
+            code="invalid_field",
+        )
+    return changes
+
+
+def update_notification(
+    session: Session, notification_id: int, changes: dict[str, bool]
+) -> dict[str, Any]:
+    """Set the flags of one notification (404 when it does not exist); the notification."""
+    row = session.get(Notification, notification_id)
+    if row is None:
+        raise NotFound(f"notification {notification_id} does not exist")
+    for field, value in changes.items():
+        setattr(row, field, value)
+    session.flush()
+    return notification_json(row)

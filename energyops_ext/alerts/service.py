@@ -10,7 +10,6 @@ the database threads, never on the loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from ..db import Database, utcnow
 from ..events import DATASETS, Event, EventHub
 from ..events.types import ALERTS
 from ..feed import announce
+from ..tasks import cancel_and_wait
 from . import evaluate, store
 from .evaluate import Written
 
@@ -72,11 +72,7 @@ class AlertService:
 
     async def stop(self) -> None:
         self.hub.remove_listener(self._on_event)
-        for task in (self._timer, self._running):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel_and_wait(self._timer, self._running)
         self._timer = self._running = None
 
     def _on_event(self, event: Event) -> None:

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from ..health import health_report
 from ..tasks import cancel_and_wait
 from .hub import EventHub
 from .kpi import kpi_report
@@ -71,8 +72,6 @@ class DashboardPusher:
 
 def dashboard_pusher(services: Services) -> DashboardPusher:
     """The server's pusher: KPIs from aggregate SQL, health as GET /health reports it."""
-    # handlers.health imports the services module, which builds this pusher
-    from ..handlers.health import health_report
 
     async def kpi() -> dict[str, Any]:
         return await services.db.read(kpi_report)

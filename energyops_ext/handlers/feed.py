@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy.orm import Session
-
-from ..db.models import Notification
-from ..errors import BadRequest, NotFound
-from ..feed import list_activities, list_notifications, notification_json
+from ..feed import (
+    list_activities,
+    list_notifications,
+    notification_changes,
+    update_notification,
+)
 from .base import EnergyOpsHandler, allow
 
 
@@ -43,36 +42,11 @@ class NotificationsHandler(EnergyOpsHandler):
 class NotificationHandler(EnergyOpsHandler):
     @allow("write")
     async def patch(self, notification_id: str) -> None:
-        body = self.json_body()
-        changes: dict[str, bool] = {}
-        for field in ("is_read", "is_archived"):
-            if field in body:
-                if not isinstance(body[field], bool):
-                    raise BadRequest(
-                        f"{field} must be true or false",
-                        code="invalid_field",
-                        details={"field": field},
-                    )
-                changes[field] = body[field]
-        unknown = sorted(set(body) - {"is_read", "is_archived"})
-        if unknown or not changes:
-            raise BadRequest(
-                "send is_read and/or is_archived (booleans)"
-                + (f"; unknown fields: {', '.join(unknown)}" if unknown else ""),
-                code="invalid_field",
-            )
+        changes = notification_changes(self.json_body())
         nid = int(notification_id)
-
-        def update(session: Session) -> dict[str, Any]:
-            row = session.get(Notification, nid)
-            if row is None:
-                raise NotFound(f"notification {nid} does not exist")
-            for field, value in changes.items():
-                setattr(row, field, value)
-            session.flush()
-            return notification_json(row)
-
-        self.write_json(await self.services.db.write(update))
+        self.write_json(
+            await self.services.db.write(lambda s: update_notification(s, nid, changes))
+        )
 
 
 routes = [

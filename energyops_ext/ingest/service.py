@@ -1,6 +1,8 @@
 """The upload pipeline: file → rows of a dataset kind, with a row-level report.
 
-``prepare`` (a worker thread) reads, normalizes and validates; ``commit`` (the writer thread,
+``prepare`` (a worker thread) reads, checks that the file is of the declared kind (``kinds``:
+a file of another kind is refused before anything is stored), normalizes and validates;
+``commit`` (the writer thread,
 one transaction) records the upload, stores the rows, and adds the activity and notification;
 events go out after the commit. A failure anywhere leaves nothing behind.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ from ..errors import BadRequest, Invalid
 from ..events import DATASETS, Event, EventHub
 from ..feed import Pending, add_activity, add_notification, announce
 from ..storage import Storage
+from .kinds import KindCheck, check_sheet
 from .normalize import Normalized, normalize
 from .read import Workbook, open_workbook
 from .schemas import DatasetKind, get_kind
@@ -31,6 +35,8 @@ from .store import store_rows
 from .validate import complete_keys, validate
 
 MODES = ("upsert", "replace")
+# Refusals of a sheet by kind, most telling first (a workbook's other sheets are tried).
+REFUSAL_RANK = ("wrong_kind", "kind_columns_missing", "header_not_recognized")
 REPORT_ERRORS = 100
 PREVIEW_ROWS = 20
 
@@ -56,6 +62,7 @@ class Prepared:
     rows: pd.DataFrame
     errors: list[dict[str, Any]]
     warnings: list[dict[str, Any]]
+    strict_failures: list[dict[str, Any]] = field(default_factory=list)
     storage_key: str | None = None
 
 
@@ -90,9 +97,10 @@ def check_defaults(kind: DatasetKind, defaults: dict[str, str]) -> dict[str, str
 
 
 def _normalize_book(
-    book: Workbook, kind: DatasetKind, sheet: str | None
-) -> tuple[Normalized, str, str]:
-    """The named sheet, else the first sheet whose header matches ``kind``."""
+    book: Workbook, kind: DatasetKind, sheet: str | None, provided: Collection[str]
+) -> tuple[Normalized, KindCheck, str, str]:
+    """The named sheet, else the first sheet ``kind`` fits (``kinds.check_sheet``). When no
+    sheet fits, the most telling refusal: one that names the kind the file looks like."""
     if sheet is not None:
         if sheet not in book.sheet_names:
             raise Invalid(
@@ -100,20 +108,22 @@ def _normalize_book(
                 code="unknown_sheet",
                 details={"field": "sheet"},
             )
-        return normalize(book.sheet(sheet), kind, sheet), sheet, "named in the request"
-    failure: Invalid | None = None
+        raw = book.sheet(sheet)
+        check = check_sheet(raw, kind, sheet, provided)
+        return normalize(raw, kind, sheet), check, sheet, "named in the request"
+    refusals: list[Invalid] = []
     for index, name in enumerate(book.sheet_names):
+        raw = book.sheet(name)
         try:
-            normalized = normalize(book.sheet(name), kind, name)
+            check = check_sheet(raw, kind, name, provided)
         except Invalid as exc:
-            if exc.code != "header_not_recognized":
+            if exc.code not in REFUSAL_RANK:
                 raise
-            failure = failure or exc
+            refusals.append(exc)
             continue
         reason = "first sheet" if index == 0 else "first sheet whose header matches"
-        return normalized, name, reason
-    assert failure is not None
-    raise failure
+        return normalize(raw, kind, name), check, name, reason
+    raise min(refusals, key=lambda exc: REFUSAL_RANK.index(exc.code))
 
 
 class IngestService:
@@ -169,12 +179,13 @@ class IngestService:
         if size == 0:
             raise Invalid("the file is empty", code="empty_file")
         book = open_workbook(request.path, request.filename, self.settings.max_unpacked_bytes)
-        normalized, sheet, reason = _normalize_book(book, kind, request.sheet)
-        notes = normalized.notes + complete_keys(
-            normalized.frame, kind, normalized.mapping, defaults
-        )
+        normalized, kind_check, sheet, reason = _normalize_book(book, kind, request.sheet, defaults)
+        notes = normalized.notes + kind_check.notes
+        notes += complete_keys(normalized.frame, kind, normalized.mapping, defaults)
         checked = validate(normalized.frame, kind, normalized.mapping)
-        status = self._status(checked.rows_rejected, len(checked.frame), request)
+        warnings = kind_check.warning_rows(normalized.header_row) + checked.warnings
+        failures = checked.strict_failures
+        status = self._status(checked.rows_rejected, len(checked.frame), len(failures), request)
         report: dict[str, Any] = {
             "upload_id": None,
             "kind": kind.name,
@@ -191,6 +202,7 @@ class IngestService:
             "status": status,
             "header_row": normalized.header_row,
             "columns": normalized.mapping,
+            "kind_check": kind_check.report(),
             "conversions": normalized.conversions,
             "notes": notes,
             "rows_read": len(normalized.frame),
@@ -204,11 +216,13 @@ class IngestService:
             "timestamp_overrides": normalized.timestamp_overrides,
             "dates": _date_span(checked.frame),
             "errors_total": len(checked.errors),
-            "warnings_total": len(checked.warnings),
+            "warnings_total": len(warnings),
             "errors": checked.errors,
-            "warnings": checked.warnings,
+            "warnings": warnings,
         }
-        prepared = Prepared(kind, request, report, checked.frame, checked.errors, checked.warnings)
+        prepared = Prepared(
+            kind, request, report, checked.frame, checked.errors, warnings, failures
+        )
         if request.dry_run:
             report["preview"] = _preview(checked.frame)
         elif status != "rejected" or request.strict:
@@ -218,10 +232,12 @@ class IngestService:
             report["storage_key"] = prepared.storage_key
         return prepared
 
-    def _status(self, rejected: int, valid: int, request: UploadRequest) -> str:
+    def _status(
+        self, rejected: int, valid: int, strict_failures: int, request: UploadRequest
+    ) -> str:
         if request.dry_run:
             return "dry_run"
-        if request.strict and rejected:
+        if request.strict and strict_failures:
             return "rejected"
         if valid == 0:
             return "rejected"
@@ -230,7 +246,7 @@ class IngestService:
     def commit(self, session: Session, prepared: Prepared) -> tuple[dict[str, Any], Pending]:
         """Record the upload and store its rows in the caller's transaction."""
         report, request, kind = prepared.report, prepared.request, prepared.kind
-        if request.strict and prepared.errors:
+        if request.strict and prepared.strict_failures:
             report["status"] = "rejected"
         upload = Upload(
             kind=kind.name,
@@ -278,7 +294,8 @@ class IngestService:
         )
         pending = Pending([activity], [])
         if report["rows_rejected"] or report["status"] == "rejected":
-            first = prepared.errors[0]["message"] if prepared.errors else ""
+            cause = prepared.errors or prepared.strict_failures
+            first = cause[0]["message"] if cause else ""
             pending.notifications.append(
                 add_notification(
                     session,
@@ -321,7 +338,7 @@ class IngestService:
         )
         if report["status"] == "rejected" and prepared.request.strict:
             raise Invalid(
-                f"strict upload rejected: {report['errors_total']} row errors",
+                f"strict upload rejected: {_strict_reason(prepared.strict_failures)}",
                 code="upload_rejected",
                 details=self._response(report),
             )
@@ -337,6 +354,15 @@ class IngestService:
         shown["errors"] = report["errors"][:REPORT_ERRORS]
         shown["warnings"] = report["warnings"][:REPORT_ERRORS]
         return shown
+
+
+def _strict_reason(failures: list[dict[str, Any]]) -> str:
+    days = sum(1 for f in failures if f["rule"] == "incomplete_day")
+    errors = len(failures) - days
+    parts = [f"{errors} row error{'s' * (errors != 1)}"] if errors else []
+    if days:
+        parts.append(f"{days} incomplete day{'s' * (days != 1)}")
+    return ", ".join(parts)
 
 
 def _date_span(frame: pd.DataFrame) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Row validation (DATA.md): each failure is an error with row number, column, value and rule.
 
-Errors reject their row (except ``incomplete_day``, which concerns rows that are not there);
-warnings are reported and the row is kept.
+Errors reject their row: ``errors`` lists exactly the rows that are not stored. Warnings are
+reported and the row is kept; ``incomplete_day`` is one (it concerns rows that are not there),
+and a strict upload still refuses the file for it (``STRICT_WARNINGS``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .schemas import MW_BOUNDS, PRICE_BOUNDS, DatasetKind
 UPPER_CASE_KEYS = ("market", "market_type")
 CEILINGS = ((date(2023, 4, 1), 10_000.0), (date(2022, 4, 1), 12_000.0))
 OLD_CEILING = 20_000.0
+STRICT_WARNINGS = frozenset({"incomplete_day"})
 
 
 def price_ceiling(day: date) -> float:
@@ -36,6 +38,11 @@ class Validation:
     errors: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[dict[str, Any]] = field(default_factory=list)
     rows_rejected: int = 0
+
+    @property
+    def strict_failures(self) -> list[dict[str, Any]]:
+        """What makes a strict upload refuse the file: every error, and incomplete days."""
+        return self.errors + [w for w in self.warnings if w["rule"] in STRICT_WARNINGS]
 
 
 def complete_keys(
@@ -250,7 +257,7 @@ def _check_days(c: _Collector, frame: pd.DataFrame) -> None:
         missing = [b for b in range(1, BLOCKS_PER_DAY + 1) if b not in have]
         shown = _ranges(missing)
         key = (int(info["row"]), "block", f"incomplete_day:{day.date()}")
-        c.errors.setdefault(
+        c.warnings.setdefault(
             key,
             {
                 "row": int(info["row"]),

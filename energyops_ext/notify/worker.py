@@ -22,6 +22,7 @@ from ..config import Settings
 from ..db import Database, utcnow
 from ..events import Event, EventHub
 from ..feed import Pending, add_activity, add_notification, announce
+from ..tasks import cancel_and_wait
 from . import outbox
 from .channels import display_url, recognised
 from .outbox import Claimed
@@ -87,11 +88,8 @@ class DeliveryWorker:
 
     async def stop(self) -> None:
         self.hub.remove_listener(self._on_event)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         for task in list(self._sending):
             task.cancel()
         if self._sending:

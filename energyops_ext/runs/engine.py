@@ -22,18 +22,19 @@ from ..cluster import servers, wakeups
 from ..cluster.servers import OrphanRun, ServerIdentity
 from ..config import Settings
 from ..db import Database, utcnow
-from ..db.models import Notification, Run
+from ..db.models import Activity, Notification, Run
 from ..events import DATASETS, RUNS, Event, EventHub, run_topic
-from ..feed import add_activity, add_notification, announce
+from ..feed import add_notification, announce
 from ..storage import Storage
 from ..tasks import cancel_and_wait
 from . import inputs as run_inputs
 from . import parameters as run_parameters
-from . import registry, store
+from . import registry, run_feed, store
 from .artifacts import artifact_key, list_artifacts, log_key
 from .executors import Executor
-from .logs import Batch, ErrorThrottle, Line, RunLog, new_line
+from .logs import Batch, Line, RunLog, new_line
 from .results import RESULTS_FILE, write_results
+from .run_errors import RunErrors
 from .runner import RunProcess, spare_bwrap, terminate_tree
 from .sandbox import (
     NOTEBOOK_OUTPUT,
@@ -47,7 +48,6 @@ from .sandbox import (
 
 FLUSH_POLL_S = 0.05
 FLUSH_EARLY_LINES = 20_000
-NOTIFY_STATUS = {"failed": "error", "killed": "warning", "timed_out": "error", "lost": "warning"}
 
 
 @dataclass
@@ -59,7 +59,7 @@ class ActiveRun:
     killed_by: str | None = None
     task: asyncio.Task[None] | None = None
     flush_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    throttle: ErrorThrottle = field(default_factory=ErrorThrottle)
+    errors: RunErrors = field(default_factory=RunErrors)
     title: str = ""
     flushing: bool = True
     stopped_by: str | None = None  # who asked the model to stop and keep its best
@@ -94,6 +94,7 @@ class RunContext:
     format: str = "py"
     parameters: dict[str, Any] = field(default_factory=dict)
     kind: str = "test"
+    script_name: str = "script.py"
 
 
 class RunEngine:
@@ -292,7 +293,7 @@ class RunEngine:
             # never cancel a flush mid-write: its batch would commit without leaving pending
             active.flushing = False
             await flusher
-            await self.flush(active, final=True)
+            await self.flush(active)
             await asyncio.to_thread(self._store_files, run_id)
             await self._finish(active, outcome_status, exit_code, runtime_ms, reason)
         finally:
@@ -311,7 +312,8 @@ class RunEngine:
                 "server's storage; servers sharing a database need a shared storage_url"
             ) from None
         notebook = ctx.format == "ipynb"
-        await asyncio.to_thread(_write_run_dir, paths, source, notebook)
+        script = paths.notebook if notebook else paths.named_script(ctx.script_name)
+        await asyncio.to_thread(_write_run_dir, paths, source, script)
         active.log.add("system", [self.sandbox.describe()])
         if ctx.inputs:
             specs = run_inputs._inputs(ctx.inputs)
@@ -325,7 +327,7 @@ class RunEngine:
             self.sandbox,
             self.settings,
             paths.root,
-            paths.notebook if notebook else paths.script,
+            script,
             ctx.args,
             notebook_output=paths.output_dir / NOTEBOOK_OUTPUT if notebook else None,
         )
@@ -414,10 +416,12 @@ class RunEngine:
         solver = store.solver_figures(log.metrics)
         if solver:
             values["solver"] = solver
+        told_by_status = status in run_feed.NOTIFY_STATUS
+        ending = active.errors.end(time.monotonic(), told_by_status=told_by_status)
 
         def write(
             session: Session,
-        ) -> tuple[dict[str, Any], list[Any], list[Notification]] | None:
+        ) -> tuple[dict[str, Any], list[Activity], list[Notification]] | None:
             ended = session.execute(
                 update(Run).where(Run.id == run_id, store.owned(self.me.id)).values(**values)
             )
@@ -425,33 +429,14 @@ class RunEngine:
                 return None  # another server took this server for dead and reaped the run
             run = store.get_run(session, run_id)
             session.refresh(run)
-            title = f"Run {run_id} of {active.title} {status.replace('_', ' ')}"
-            activity = add_activity(
-                session,
-                type="run",
-                action=status,
-                title=title,
-                entity_type="run",
-                entity_id=run_id,
-                status=status,
-                user=active.killed_by or run.requested_by,
+            title = run_feed.end_title(run, active.title)
+            user = active.killed_by or run.requested_by
+            activity = run_feed.end_activity(session, run, title, user)
+            notes = run_feed.error_notifications(session, run_id, active.title, ending.notices)
+            told = run_feed.end_notification(
+                session, run, title, reason or f"exit code {exit_code}", ending
             )
-            notes = []
-            if status in NOTIFY_STATUS:
-                message = reason or f"exit code {exit_code}"
-                notes.append(
-                    add_notification(
-                        session,
-                        type=f"run_{status}",
-                        category="run",
-                        severity=NOTIFY_STATUS[status],
-                        title=title,
-                        message=message,
-                        entity_type="run",
-                        entity_id=run_id,
-                        user=run.requested_by,
-                    )
-                )
+            notes += [told] if told is not None else []
             session.flush()
             return store.run_json(run), [activity], notes
 
@@ -466,9 +451,18 @@ class RunEngine:
         self.hub.publish(Event(RUNS, "run.finished", {"run_id": run_id, **finished, "run": data}))
 
     async def announce_end(self, run_id: int) -> None:
-        """Events of a run that ended without running here (cancelled, or failed or killed
-        before its executor started it)."""
-        data = await self.db.read(lambda s: store.run_json(store.get_run(s, run_id)))
+        """The activity and events of a run that ended without running here (failed, or
+        killed, before its executor started it)."""
+
+        def write(session: Session) -> tuple[dict[str, Any], Activity]:
+            run = store.get_run(session, run_id)
+            user = run.kill_requested_by if run.status == "killed" else None
+            title = run_feed.end_title(run)
+            activity = run_feed.end_activity(session, run, title, user or run.requested_by)
+            return store.run_json(run), activity
+
+        data, activity = await self.db.write(write)
+        announce(self.hub, [activity])
         self.hub.publish(Event(run_topic(run_id), "run.status", data))
         finished = {k: data[k] for k in ("status", "exit_code", "runtime_ms", "objective_value")}
         self.hub.publish(Event(RUNS, "run.finished", {"run_id": run_id, **finished, "run": data}))
@@ -506,18 +500,18 @@ class RunEngine:
                 last = time.monotonic()
                 await self.flush(active)
 
-    async def flush(self, active: ActiveRun, final: bool = False) -> None:
-        """Write what the run printed since the last flush: rows, counts, metrics, error
-        notifications, then the log file; only then drop the lines from pending."""
+    async def flush(self, active: ActiveRun) -> None:
+        """Write what the run printed since the last flush: rows, counts, metrics, the error
+        notifications due, then the log file; only then drop the lines from pending."""
         async with active.flush_lock:
             batch = active.log.take()
-            if batch is None and not (final and active.throttle.suppressed):
+            if batch is None and not active.errors.waiting(time.monotonic()):
                 return
             batch = batch or Batch(
                 [], dict(active.log.metrics), active.log.line_count, active.log.error_count
             )
             try:
-                notes = await self.db.in_writer(lambda: self._write_batch(active, batch, final))
+                notes = await self.db.in_writer(lambda: self._write_batch(active, batch))
             except Exception:
                 self.log.exception("writing log lines of run %s failed", active.run_id)
                 active.log.release(batch)
@@ -525,57 +519,19 @@ class RunEngine:
             active.log.committed(batch)
             announce(self.hub, [], notes)
 
-    def _write_batch(self, active: ActiveRun, batch: Batch, final: bool) -> list[Notification]:
+    def _write_batch(self, active: ActiveRun, batch: Batch) -> list[Notification]:
         with self.db.write_session() as session:
             store.write_batch(session, active.run_id, batch)
             if batch.records:
                 last = batch.records[-1]["seq"]
                 wakeups.wake(session, wakeups.LINES, f"{active.run_id} {last}")
-            notes = self._error_notes(session, active, batch.errors, final)
+            notices = active.errors.running(
+                batch.records, time.monotonic(), any_error=bool(batch.errors)
+            )
+            notes = run_feed.error_notifications(session, active.run_id, active.title, notices)
         if batch.records:
             with self.log_file(active.run_id).open("a", encoding="utf-8") as fh:
                 fh.write("".join([format_file_line(r) for r in batch.records]))
-        return notes
-
-    def _error_notes(
-        self, session: Session, active: ActiveRun, errors: list[Line], final: bool
-    ) -> list[Notification]:
-        """At most 5 error notifications a minute per run, then one "N more errors"."""
-        notes = []
-        summary = 0
-        title = f"Run {active.run_id} of {active.title}"
-        now = time.monotonic()
-        for record in errors:
-            notify, rolled = active.throttle.offer(now)
-            summary += rolled
-            if notify:
-                notes.append(
-                    add_notification(
-                        session,
-                        type="run_error",
-                        category="run",
-                        severity="error",
-                        title=f"{title}: error",
-                        message=record["text"][:500],
-                        entity_type="run",
-                        entity_id=active.run_id,
-                    )
-                )
-        if final:
-            summary += active.throttle.close()
-        if summary:
-            notes.append(
-                add_notification(
-                    session,
-                    type="run_error",
-                    category="run",
-                    severity="error",
-                    title=f"{title}: {summary} more errors",
-                    message=f"{summary} more errors (see the run's log)",
-                    entity_type="run",
-                    entity_id=active.run_id,
-                )
-            )
         return notes
 
     # --- heartbeats, kill requests from other servers, reaping ---
@@ -682,7 +638,9 @@ class RunEngine:
     async def _mark_lost(self, orphan: OrphanRun, reason: str) -> bool:
         run_id = orphan.run_id
 
-        def write(session: Session) -> tuple[Line, dict[str, Any], list[Notification]] | None:
+        def write(
+            session: Session,
+        ) -> tuple[dict[str, Any], list[Activity], list[Notification]] | None:
             result = session.execute(
                 update(Run)
                 .where(
@@ -703,6 +661,7 @@ class RunEngine:
             store.insert_lines(session, run_id, [record])
             run.line_count = seq
             wakeups.wake(session, wakeups.LINES, f"{run_id} {seq}")
+            activity = run_feed.end_activity(session, run, run_feed.end_title(run), None)
             note = add_notification(
                 session,
                 type="run_lost",
@@ -714,13 +673,13 @@ class RunEngine:
                 entity_id=run_id,
                 user=run.requested_by,
             )
-            return record, store.run_json(run), [note]
+            return store.run_json(run), [activity], [note]
 
         written = await self.db.write(write)
         if written is None:
             return False
-        _record, data, notes = written
-        announce(self.hub, [], notes)
+        data, activities, notes = written
+        announce(self.hub, activities, notes)
         self.hub.publish(Event(run_topic(run_id), "run.status", data))
         self.hub.publish(
             Event(
@@ -744,11 +703,11 @@ def format_file_line(record: Line) -> str:
     return f"{record['ts']} {record['stream']} {record['text']}\n"
 
 
-def _write_run_dir(paths: RunPaths, source: bytes, notebook: bool = False) -> None:
+def _write_run_dir(paths: RunPaths, source: bytes, script: Path) -> None:
     if paths.root.exists():
         shutil.rmtree(paths.root)
     paths.create()
-    (paths.notebook if notebook else paths.script).write_bytes(source)
+    script.write_bytes(source)
 
 
 def _input_hashes(input_dir: Path) -> dict[str, str]:
@@ -785,6 +744,7 @@ def _context(session: Session, run_id: int) -> RunContext:
         script.format or "py",
         dict(values),
         script.kind,
+        script.name,
     )
 
 

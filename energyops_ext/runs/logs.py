@@ -176,37 +176,6 @@ def _parse_json_marker(payload: str) -> dict[str, float | int] | None:
     return found or None
 
 
-# --- error notifications ---
-
-
-@dataclass
-class ErrorThrottle:
-    """At most ``per_window`` error notifications per window; the rest are counted and
-    summarized once ("N more errors") when the window closes or the run ends."""
-
-    per_window: int = 5
-    window_s: float = 60.0
-    _window_start: float | None = None
-    _sent: int = 0
-    suppressed: int = 0
-
-    def offer(self, now: float) -> tuple[bool, int]:
-        """(notify this error?, count of suppressed errors to summarize now)."""
-        summary = 0
-        if self._window_start is None or now - self._window_start >= self.window_s:
-            summary, self.suppressed = self.suppressed, 0
-            self._window_start, self._sent = now, 0
-        if self._sent < self.per_window:
-            self._sent += 1
-            return True, summary
-        self.suppressed += 1
-        return False, summary
-
-    def close(self) -> int:
-        summary, self.suppressed = self.suppressed, 0
-        return summary
-
-
 # --- the in-memory buffer of one active run ---
 
 

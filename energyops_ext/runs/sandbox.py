@@ -191,7 +191,9 @@ def build_command(
     if notebook_output is not None:
         python = [sys.executable, "-u", "-m", NOTEBOOK_RUNNER, str(script), str(notebook_output)]
     else:
-        python = [sys.executable, "-u", str(script), *args]
+        # -P: the run directory is not on the import path, so a script named like a module
+        # it imports (csv.py) does not shadow it
+        python = [sys.executable, "-u", "-P", str(script), *args]
     isolation: list[str] = []
     if info.mode == "bwrap":
         isolation = bwrap_prefix(run_dir, allow_network=settings.allow_network)
@@ -221,6 +223,17 @@ class RunPaths:
     @classmethod
     def for_dir(cls, root: Path) -> RunPaths:
         return cls(root, root / "script.py", root / "input", root / "output", root / "tmp")
+
+    def named_script(self, name: str) -> Path:
+        """Where a .py run's script is written: under its own file name, which its tracebacks
+        then show; ``script.py`` for a name that is no plain .py file name."""
+        plain = (
+            name.endswith(".py")
+            and name == Path(name).name
+            and "\x00" not in name
+            and len(name.encode("utf-8", "replace")) <= 255
+        )
+        return self.root / name if plain else self.script
 
     @property
     def notebook(self) -> Path:

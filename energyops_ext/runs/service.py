@@ -357,10 +357,11 @@ class RunService:
         announce(self.hub, await self.db.write(write))
 
     async def _stop_run(self, run_id: int, reason: str, user: str, wait: bool = True) -> None:
+        """Kill a run wherever it is. The kill's one activity is written where the run ends
+        (the engine that runs it, or the cancel of a queued run), with who killed it."""
         active = self.engine.active.get(run_id)
         if active is not None:
             active.kill(reason, user)
-            await self._kill_activity(run_id, user)
             if wait and active.task is not None:
                 await asyncio.wait({active.task})
             return
@@ -390,7 +391,6 @@ class RunService:
         # running on another server: store the request on the run and wake its owner
         if not await self.db.write(lambda s: _request_kill(s, run_id, user)):
             return  # it ended meanwhile
-        await self._kill_activity(run_id, user)
         await self.engine.reap()  # an owner that is dead cannot kill: reap the run now
         if wait:
             await self._until_finished(run_id)
@@ -403,9 +403,6 @@ class RunService:
                 return
             await asyncio.sleep(0.05)
         raise Conflict(f"run {run_id} did not end after its kill was requested; try again")
-
-    async def _kill_activity(self, run_id: int, user: str) -> None:
-        await self._activity(run_id, user, "killed", f"Run {run_id} killed")
 
     # --- logs ---
 

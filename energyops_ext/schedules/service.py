@@ -30,12 +30,20 @@ from ..errors import BadRequest
 from ..events import Event, EventHub
 from ..events.types import SCHEDULES
 from ..feed import add_activity, announce
+from ..tasks import cancel_and_wait
 from . import store
 from .cron import Cron, Due, due_slots, next_fires, parse_cron, zone
 from .fire import fire_due
 from .outcome import Published
 from .spec import ScheduleSpec, merge_patch, parse_schedule
-from .sweeps import deadline_chains, retry_candidates, sweep_deadline, sweep_retry
+from .sweeps import (
+    deadline_chains,
+    late_retries,
+    retry_candidates,
+    sweep_deadline,
+    sweep_late_retry,
+    sweep_retry,
+)
 
 FIRE_STATUSES = ("fired", "missed", "skipped")
 WAKE_MARGIN_S = 0.002  # timers may fire a hair early: look just after the slot
@@ -92,11 +100,8 @@ class ScheduleService:
             self._task = asyncio.ensure_future(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def wake(self) -> None:
         """Look at the schedules now (one was created or changed)."""
@@ -196,6 +201,12 @@ class ScheduleService:
 
     async def _sweep_retries(self, report: TickReport) -> None:
         now = self.clock()
+        for run_id in await self.db.read(lambda s: late_retries(s, now)):
+            done = await self.db.write(
+                lambda s, r=run_id: sweep_late_retry(s, r, now, self.settings.schedule_timezone)  # type: ignore[misc]
+            )
+            report.notices += len(done.notifications)
+            await self._publish(done)
         for run_id in await self.db.read(retry_candidates):
             spread = self.spread()
             done = await self.db.write(

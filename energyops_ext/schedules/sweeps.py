@@ -9,7 +9,8 @@ A failed, timed-out or lost attempt with a retry policy gets its next attempt fr
 server's sweep first flips its ``retry_outcome`` from NULL (a conditional update); the unique
 (first_run_id, attempt) index stands behind it. The next attempt waits in the queue until its
 ``not_before``; one that could not end before the deadline is not created, and a
-notification says why. A killed run is never retried.
+notification says why; a retry still queued when it could no longer end by the deadline
+(the queue was full) is not started either. A killed run is never retried.
 """
 
 from __future__ import annotations
@@ -244,6 +245,70 @@ def sweep_retry(
     )
     queue_deliveries(session, note, run.channels)
     out.notifications.append(note)
+    return out
+
+
+def late_retries(session: Session, now: datetime) -> list[int]:
+    """Queued retries that, started now, could no longer end by their chain's deadline."""
+    rows = session.execute(
+        select(Run.id, Run.timeout_s, Run.deadline_at)
+        .where(
+            Run.status == "queued",
+            Run.attempt > 1,
+            Run.deadline_at.is_not(None),
+            Run.deadline_at > now - DEADLINE_WINDOW,
+        )
+        .order_by(Run.id)
+        .limit(SWEEP_BATCH)
+    ).all()
+    return [
+        run_id
+        for run_id, timeout_s, deadline in rows
+        if not can_finish_by(now, timeout_s, deadline)
+    ]
+
+
+def sweep_late_retry(session: Session, run_id: int, now: datetime, default_zone: str) -> Published:
+    """A retry that waited in the queue past the point where it could still end by the
+    deadline is not started: the first server to flip it from queued says so, once."""
+    out = Published()
+    run = session.get(Run, run_id)
+    if run is None or run.status != "queued" or run.deadline_at is None:
+        return out
+    if can_finish_by(now, run.timeout_s, run.deadline_at):
+        return out
+    tz = _zone_of(session, run, default_zone)
+    deadline = clock_text(run.deadline_at, tz)
+    reason = f"not started: it could no longer end by the deadline {deadline}"
+    cut = session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.status == "queued")
+        .values(status="killed", status_reason=reason, finished_at=now)
+    )
+    if getattr(cut, "rowcount", 0) != 1:
+        return out  # claimed, cancelled or cut by another server first
+    session.refresh(run)
+    note = add_notification(
+        session,
+        type="run_retry_cut",
+        category="run",
+        severity="error",
+        title=f"{_title(run)}: attempt {run.attempt} not started",
+        message=f"attempt {run.attempt} was still queued at {clock_text(now, tz)} and may run "
+        f"{duration_text(timedelta(seconds=run.timeout_s))} (timeout_s {run.timeout_s}), "
+        f"past the deadline {deadline}",
+        entity_type="run",
+        entity_id=run.id,
+        user=run.requested_by,
+    )
+    queue_deliveries(session, note, run.channels)
+    out.notifications.append(note)
+    data = run_json(run)
+    finished = {"run_id": run.id, "status": "killed", "exit_code": None, "runtime_ms": None}
+    out.events += [
+        Event(run_topic(run.id), "run.status", data),
+        Event(RUNS, "run.finished", {**finished, "objective_value": None, "run": data}),
+    ]
     return out
 
 

@@ -27,43 +27,88 @@ DEFAULT_KINDS = (
 )
 
 
+REPORT_COUNTS = (
+    ("rows_read", "read"),
+    ("rows_inserted", "inserted"),
+    ("rows_updated", "updated"),
+    ("rows_deleted", "deleted"),
+    ("rows_rejected", "rejected"),
+    ("warnings_total", "warnings"),
+)
+ROW_COLUMNS = [
+    ("row", "row"),
+    ("column", "column"),
+    ("value", "value"),
+    ("rule", "rule"),
+    ("message", "message"),
+]
+
+
+def _conversion_text(item: Any) -> str:
+    """``{"column": "dam_price", "from": "Rs/kWh", "to": "Rs/MWh", "factor": 1000, ...}`` →
+    ``dam_price: Rs/kWh → Rs/MWh, multiplied by 1000 (every value is below 50)``."""
+    if not isinstance(item, Mapping):
+        return str(item)
+    text = f"{item.get('column', '?')}: {item.get('from', '?')} → {item.get('to', '?')}"
+    if item.get("factor") is not None:
+        text += f", multiplied by {item['factor']:g}"
+    return text + (f" ({item['reason']})" if item.get("reason") else "")
+
+
+def _report_rows_html(title: str, rows: Any, total: Any) -> str:
+    shown = [r for r in rows or [] if isinstance(r, Mapping)]
+    more = (
+        f" (the first {len(shown)} of {format_number(total)})"
+        if isinstance(total, int) and total > len(shown)
+        else ""
+    )
+    return f"<b>{esc(title)}{esc(more)}</b>" + html_table(shown, ROW_COLUMNS, empty="none")
+
+
 def report_html(report: Mapping[str, Any]) -> str:
-    """An upload report: counts, the column mapping, conversions and notes, a preview of the
-    rows (dry run), and the rejected rows with their rule."""
+    """An upload report as readable rows: counts, the sheet, unit conversions and notes as
+    sentences, the column mapping, a preview of the rows (dry run), the rejected rows (not
+    stored) and the warnings (rows stored anyway), each with its row, column, rule and message."""
     counts = " · ".join(
         f"{label} <b>{esc(format_number(report.get(key)))}</b>"
-        for key, label in (
-            ("rows_read", "read"),
-            ("rows_inserted", "inserted"),
-            ("rows_updated", "updated"),
-            ("rows_rejected", "rejected"),
-        )
+        for key, label in REPORT_COUNTS
         if key in report
     )
-    mode = "dry run, nothing stored" if report.get("dry_run") else "stored"
+    status = report.get("status", "")
+    if report.get("dry_run"):
+        stored = "dry run, nothing stored"
+    else:
+        stored = "nothing stored" if status == "rejected" else "stored"
+    lines = [_conversion_text(c) for c in report.get("conversions") or []]
+    lines += [str(n) for n in report.get("notes") or []]
+    check = report.get("kind_check") or {}
+    looks_like = check.get("looks_like") if isinstance(check, Mapping) else None
+    if looks_like and looks_like != report.get("kind"):
+        lines.insert(0, f"the file looks more like {looks_like} than {report.get('kind')}")
+    sheet = report.get("sheet")
+    if sheet:
+        choice = report.get("sheet_choice")
+        lines.insert(0, f"sheet: {sheet}" + (f" ({choice})" if choice else ""))
     mapping = report.get("columns") or {}
     mapping_rows = (
-        [{"from": k, "to": v} for k, v in mapping.items()] if isinstance(mapping, dict) else []
+        [{"from": k, "to": v} for k, v in mapping.items()] if isinstance(mapping, Mapping) else []
     )
-    notes = [str(n) for n in [*(report.get("conversions") or []), *(report.get("notes") or [])]]
     preview = report.get("preview") or []
     preview_columns = [(str(k), str(k)) for k in (preview[0] if preview else {})]
     return (
-        f'<div class="eo-report"><div>{esc(report.get("status", ""))} ({esc(mode)}): '
-        f"{counts}</div>"
-        + (f"<div>sheet: {esc(report['sheet'])}</div>" if report.get("sheet") else "")
-        + "".join(f"<div>{esc(n)}</div>" for n in notes)
+        f'<div class="eo-report"><div>{esc(status)} ({esc(stored)}): {counts}</div>'
+        + "".join(f"<div>{esc(line)}</div>" for line in lines)
         + (
             html_table(mapping_rows, [("from", "column"), ("to", "file column")])
             if mapping_rows
             else ""
         )
         + ("<b>Preview</b>" + html_table(preview, preview_columns) if preview else "")
-        + "<b>Rejected rows</b>"
-        + html_table(
-            report.get("errors") or [],
-            [("row", "row"), ("column", "column"), ("value", "value"), ("rule", "rule")],
-            empty="none",
+        + _report_rows_html(
+            "Rejected rows (not stored)", report.get("errors"), report.get("errors_total")
+        )
+        + _report_rows_html(
+            "Warnings (rows stored)", report.get("warnings"), report.get("warnings_total")
         )
         + "</div>"
     )

@@ -13,6 +13,7 @@ import ipywidgets as widgets
 
 from .buffer import esc, format_number, html_table
 from .client import EnergyOpsAPIError, EnergyOpsClient
+from .controls import ManageButtons
 from .events import EventStream
 from .panels import Refreshing
 
@@ -164,27 +165,19 @@ class AlertsPanel:
         self.channels = widgets.Textarea(
             description="Channels", placeholder="one apprise URL a line"
         )
-        self.create_button = widgets.Button(description="Create", icon="plus")
-        self.pause_button = widgets.Button(description="Pause / resume", icon="pause")
-        self.delete_button = widgets.Button(description="Delete…", icon="trash")
-        self.confirm = widgets.Button(description="Confirm delete", button_style="danger")
-        self.confirm.layout.display = "none"
-        self.create_button.on_click(lambda _b: self.create())
-        self.pause_button.on_click(lambda _b: self.toggle())
-        self.delete_button.on_click(lambda _b: setattr(self.confirm.layout, "display", ""))
-        self.confirm.on_click(lambda _b: self.delete())
+        self.buttons = ManageButtons(self.create, self.toggle, self.delete)
         self.selector.observe(lambda _c: self.show_history(), "value")
         form = widgets.VBox(
             [
                 widgets.HBox([self.name, self.series, self.operator]),
                 widgets.HBox([self.threshold, self.recovery, self.pending]),
-                widgets.HBox([self.scope, self.channels, self.create_button]),
+                widgets.HBox([self.scope, self.channels, self.buttons.create]),
             ]
         )
         self.widget = widgets.VBox(
             [
                 self.listing,
-                widgets.HBox([self.selector, self.pause_button, self.delete_button, self.confirm]),
+                self.buttons.row(self.selector),
                 self.history,
                 form,
                 self.message,
@@ -264,7 +257,7 @@ class AlertsPanel:
             self.refresh()
 
     def delete(self) -> None:
-        self.confirm.layout.display = "none"
+        self.buttons.hide_confirm()
         rule = self._selected()
         if rule is None:
             return

@@ -1,6 +1,7 @@
-"""Controls of the action panels: a list of runs (one row each: status, progress, objective,
-Watch and Kill), the newest run of each script, and the confirmation before a script is deleted
-(with how many runs go with it).
+"""Controls shared by the action panels: the create / pause / delete buttons of the rule and
+schedule panels; a list of runs (one row each: status, progress, objective, Watch and Kill);
+the newest run of each script; the confirmation before a script is deleted (with how many runs
+go with it).
 
 Rows follow the stream's :class:`RunStates` live; an active run's topic is subscribed while it
 is listed (for its ``run.progress``) and let go once it finished."""
@@ -228,3 +229,29 @@ def delete_button_text(runs: int) -> str:
     if runs == 0:
         return "Delete script"
     return f"Delete script and {runs} run{'' if runs == 1 else 's'}"
+
+
+Action = Callable[[], object]
+
+
+class ManageButtons:
+    """Create, pause/resume and a two-step delete: "Delete…" shows the confirming button,
+    which alone deletes; ``hide_confirm`` puts it away again after an action."""
+
+    def __init__(self, create: Action, toggle: Action, delete: Action) -> None:
+        self.create = widgets.Button(description="Create", icon="plus")
+        self.pause = widgets.Button(description="Pause / resume", icon="pause")
+        self.delete = widgets.Button(description="Delete…", icon="trash")
+        self.confirm = widgets.Button(description="Confirm delete", button_style="danger")
+        self.hide_confirm()
+        self.create.on_click(lambda _b: create())
+        self.pause.on_click(lambda _b: toggle())
+        self.delete.on_click(lambda _b: setattr(self.confirm.layout, "display", ""))
+        self.confirm.on_click(lambda _b: delete())
+
+    def hide_confirm(self) -> None:
+        self.confirm.layout.display = "none"
+
+    def row(self, selector: widgets.Widget) -> widgets.HBox:
+        """The selector with the buttons that act on what it selects."""
+        return widgets.HBox([selector, self.pause, self.delete, self.confirm])

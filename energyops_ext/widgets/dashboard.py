@@ -65,7 +65,7 @@ def operations_dashboard(client: EnergyOpsClient | None = None) -> Dashboard:
     widget = widgets.VBox(
         [
             panel_style(),
-            widgets.HBox([widgets.HTML("<h2>EnergyOps operations</h2>"), connection.widget]),
+            connection.widget,  # the notebook's heading is the page's title
             titled("Platform", kpis.body),
             titled("Runs", runs.selector, runs.body, progress.widget, log.widget),
             titled("Notifications and activity", feed.body),
@@ -91,7 +91,7 @@ def market_dashboard(client: EnergyOpsClient | None = None, day: date | None = N
     widget = widgets.VBox(
         [
             panel_style(),
-            widgets.HBox([widgets.HTML("<h2>EnergyOps market</h2>"), connection.widget]),
+            connection.widget,  # the notebook's heading is the page's title
             titled("Day view", market.widget),
         ]
     )

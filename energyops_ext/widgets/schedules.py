@@ -19,6 +19,7 @@ import ipywidgets as widgets
 
 from .buffer import Throttle, esc, html_table
 from .client import EnergyOpsAPIError, EnergyOpsClient
+from .controls import ManageButtons
 from .events import EventStream
 
 DESK_ZONE = "Asia/Kolkata"
@@ -372,27 +373,19 @@ class SchedulesPanel:
         self.channels = widgets.Textarea(
             description="Channels", placeholder="one apprise URL a line"
         )
-        self.create_button = widgets.Button(description="Create", icon="plus")
-        self.pause_button = widgets.Button(description="Pause / resume", icon="pause")
-        self.delete_button = widgets.Button(description="Delete…", icon="trash")
-        self.confirm = widgets.Button(description="Confirm delete", button_style="danger")
-        self.confirm.layout.display = "none"
-        self.create_button.on_click(lambda _b: self.create())
-        self.pause_button.on_click(lambda _b: self.toggle())
-        self.delete_button.on_click(lambda _b: setattr(self.confirm.layout, "display", ""))
-        self.confirm.on_click(lambda _b: self.delete())
+        self.buttons = ManageButtons(self.create, self.toggle, self.delete)
         self.selector.observe(lambda _c: self.show_fires(), "value")
         form = widgets.VBox(
             [
                 widgets.HBox([self.script, self.name, self.cron, self.timezone]),
                 widgets.HBox([self.deadline, self.attempts, self.backoff, self.lateness]),
-                widgets.HBox([self.channels, self.create_button]),
+                widgets.HBox([self.channels, self.buttons.create]),
             ]
         )
         self.widget = widgets.VBox(
             [
                 self.listing,
-                widgets.HBox([self.selector, self.pause_button, self.delete_button, self.confirm]),
+                self.buttons.row(self.selector),
                 self.fires,
                 form,
                 self.message,
@@ -482,7 +475,7 @@ class SchedulesPanel:
 
     def delete(self) -> None:
         schedule = self._selected()
-        self.confirm.layout.display = "none"
+        self.buttons.hide_confirm()
         if schedule is None:
             return
         try:

@@ -6,23 +6,28 @@ import { PageConfig, URLExt } from '@jupyterlab/coreutils';
 import { ILauncher } from '@jupyterlab/launcher';
 import { ServerConnection } from '@jupyterlab/services';
 import { IStatusBar } from '@jupyterlab/statusbar';
+import { LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
+
+import { marketIcon, operationsIcon, quickstartIcon } from './icons';
 
 const CATEGORY = 'EnergyOps';
 const HEALTH_POLL_MS = 15000;
 const RECONNECT_MAX_MS = 30000;
 
 /** Notebooks the launcher opens, relative to the server's root directory. */
-const DASHBOARDS: { id: string; label: string; path: string }[] = [
+const DASHBOARDS: { id: string; label: string; path: string; icon: LabIcon }[] = [
   {
     id: 'energyops:open-operations',
     label: 'Operations dashboard',
-    path: 'dashboards/operations.ipynb'
+    path: 'dashboards/operations.ipynb',
+    icon: operationsIcon
   },
   {
     id: 'energyops:open-market',
     label: 'Market dashboard',
-    path: 'dashboards/market.ipynb'
+    path: 'dashboards/market.ipynb',
+    icon: marketIcon
   }
 ];
 const QUICKSTART = 'notebooks/quickstart.ipynb';
@@ -166,7 +171,7 @@ function addLauncherItems(app: JupyterFrontEnd, launcher: ILauncher | null): voi
     commands.addCommand(dashboard.id, {
       label: dashboard.label,
       caption: `Open ${dashboard.path} as a Voila dashboard`,
-      iconClass: 'energyops-launcher-icon',
+      icon: dashboard.icon,
       execute: () => {
         const url = URLExt.join(base, 'voila/render', URLExt.encodeParts(dashboard.path));
         window.open(url, '_blank', 'noopener');
@@ -177,7 +182,7 @@ function addLauncherItems(app: JupyterFrontEnd, launcher: ILauncher | null): voi
   commands.addCommand('energyops:open-quickstart', {
     label: 'Quickstart notebook',
     caption: `Open ${QUICKSTART}`,
-    iconClass: 'energyops-launcher-icon',
+    icon: quickstartIcon,
     execute: () => commands.execute('docmanager:open', { path: QUICKSTART })
   });
   launcher?.add({

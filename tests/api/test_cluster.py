@@ -4,12 +4,15 @@ between them (PostgreSQL, and SQLite for servers on one machine)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import requests
 from sqlalchemy import create_engine, text
@@ -77,6 +80,10 @@ def test_a_kill_through_another_server_reaches_the_owner(trio: list[Node]) -> No
     assert ended["status"] == "killed" and ended["server_id"] == owner
     assert ended["status_reason"] == "killed by quant"
     assert b.delete(f"runs/{run['id']}", status=409)["error"]["code"] == "run_finished"
+    # one activity for the kill, written by the owner as the run ended
+    items = b.get("activities", type="run", limit=200)["items"]
+    mine = [(a["action"], a["user"]) for a in items if a["entity_id"] == run["id"]]
+    assert mine == [("killed", "quant"), ("queued", "quant")]
 
 
 def test_a_queued_run_is_taken_by_an_idle_server(trio: list[Node]) -> None:
@@ -208,6 +215,34 @@ def test_a_server_on_another_host_is_dead_after_its_lease(tmp_path: Path) -> Non
         assert "is beyond this machine's reach" in lost["status_reason"]
         quick = b.upload_script("test_quick.py", QUICK)
         assert b.finished(b.run(quick["id"])["id"])["status"] == "succeeded"
+
+
+def test_a_stalled_server_that_wakes_after_its_lease_gives_its_run_up(tmp_path: Path) -> None:
+    """A server frozen past its lease (SIGSTOP: a long GC pause, a VM migration) is taken for
+    dead and its run reaped; woken, it finds the run no longer its own, kills the child and
+    overwrites nothing, then goes on serving."""
+    lease = 3.0
+    with cluster(tmp_path, "postgresql", 2, hostnames=["eo-a", None]) as nodes:
+        script = nodes[0].upload_script("test_sleeper.py", SLEEPER)
+        run = _running_on(nodes[0], nodes[0].run(script["id"]))
+        a, b = owner_and_other(nodes, run)
+        assert a.server.process is not None
+        os.kill(a.server.process.pid, signal.SIGSTOP)
+        try:
+            lost = b.wait_run(run["id"], lambda r: r["status"] == "lost", within=lease + 10)
+        finally:
+            os.kill(a.server.process.pid, signal.SIGCONT)
+        assert "sent no heartbeat for" in lost["status_reason"]
+        deadline = time.monotonic() + 10
+        while psutil.pid_exists(run["pid"]) and psutil.Process(run["pid"]).status() != "zombie":
+            assert time.monotonic() < deadline, "the woken server left its child running"
+            time.sleep(0.1)
+        time.sleep(1.0)  # a few heartbeats of the woken server
+        after = b.get(f"runs/{run['id']}")
+        assert (after["status"], after["status_reason"]) == ("lost", lost["status_reason"])
+        assert a.get("health")["server"]["id"] == run["server_id"]
+        quick = a.upload_script("test_quick.py", QUICK)
+        assert a.finished(a.run(quick["id"])["id"])["status"] == "succeeded"
 
 
 def test_a_new_server_leaves_the_runs_of_live_servers_alone(tmp_path: Path) -> None:

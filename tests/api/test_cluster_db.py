@@ -30,7 +30,7 @@ from energyops_ext.cluster.servers import OrphanRun, ServerIdentity
 from energyops_ext.db import Database, current_revision, head_revision, normalize_url, upgrade
 from energyops_ext.db.base import Base
 from energyops_ext.db.migrate import alembic_config
-from energyops_ext.db.models import ClusterEvent, LogLine, Run, Script, Server
+from energyops_ext.db.models import Activity, ClusterEvent, LogLine, Run, Script, Server
 from energyops_ext.events import DASHBOARD, RUNS, Event, EventHub, run_topic
 from energyops_ext.runs import registry, store
 from energyops_ext.runs.engine import ActiveRun
@@ -435,6 +435,17 @@ def seed_reap_scene(database: Database, script_id: int, *engines: ServerIdentity
     return database.write_sync(seed)
 
 
+def run_activities(database: Database, run_id: int) -> list[tuple[str, str | None]]:
+    return database.read_sync(
+        lambda s: [
+            (a.action, a.status)
+            for a in s.scalars(
+                select(Activity).where(Activity.entity_type == "run", Activity.entity_id == run_id)
+            )
+        ]
+    )
+
+
 def assert_lost_once(database: Database, run_id: int, reason: str) -> None:
     run = run_row(database, run_id)
     assert (run.status, run.status_reason, run.finished_at, run.line_count) == (
@@ -445,6 +456,7 @@ def assert_lost_once(database: Database, run_id: int, reason: str) -> None:
     )
     assert lost_lines(database, run_id) == [(1, "system", f"run lost: {reason}")]
     assert notification_count(database, "run_lost", run_id) == 1
+    assert run_activities(database, run_id) == [("lost", "lost")]  # its end's one activity
 
 
 def assert_untouched(database: Database, run_id: int) -> None:

@@ -110,7 +110,8 @@ async def test_fixture_files_are_read(api: Fetch, services: Services, fixtures_d
     )
     report = body(r)
     assert r.code == 201 and report["rows_inserted"] == 84 * 4, report
-    assert {e["rule"] for e in report["errors"]} == {"incomplete_day"}
+    assert report["errors"] == [] and report["rows_rejected"] == 0, report
+    assert {w["rule"] for w in report["warnings"]} == {"incomplete_day"}
     assert await count_rows(services, "storage_schedule") == 336
 
     before = body(await api("GET", "datasets"))
@@ -340,7 +341,9 @@ async def test_modes(api: Fetch, services: Services) -> None:
     bad = _with({4: {6: -1}})
     r = await upload(api, "market-snapshot", "s.csv", bad, strict="true")
     error = assert_error(r, 422, "upload_rejected", "strict")
-    assert {e["rule"] for e in error["details"]["errors"]} == {"mw_out_of_range", "incomplete_day"}
+    assert error["message"] == "strict upload rejected: 1 row error, 1 incomplete day"
+    assert {e["rule"] for e in error["details"]["errors"]} == {"mw_out_of_range"}
+    assert {w["rule"] for w in error["details"]["warnings"]} == {"incomplete_day"}
     assert await count_rows(services, "market_snapshot") == 192
     notes = body(await api("GET", "notifications"))["items"]
     assert notes[0]["type"] == "upload_rejected" and notes[0]["severity"] == "error"
@@ -390,6 +393,29 @@ def test_cli_ingest(db_url: str, tmp_path: Path, fixtures_dir: Path) -> None:
     )
     assert good.returncode == 0, good.stderr
     assert json.loads(good.stdout)["rows_inserted"] == 96
+    wrong = _cli(
+        db_url,
+        tmp_path,
+        str(fixtures_dir / "sample_dmo_generator_scheduling.xlsx"),
+        "--kind",
+        "market-snapshot",
+        "--mode",
+        "replace",
+    )
+    assert wrong.returncode == 1 and wrong.stdout == "", wrong.stdout
+    error = json.loads(wrong.stderr[wrong.stderr.index("{") :])["error"]
+    assert (error["code"], error["details"]["suggested_kind"]) == (
+        "wrong_kind",
+        "generator-schedule",
+    )
+    again = _cli(
+        db_url,
+        tmp_path,
+        str(fixtures_dir / "sample_market_snapshot.xlsx"),
+        "--kind",
+        "market-snapshot",
+    )
+    assert json.loads(again.stdout)["rows_updated"] == 96  # the refused replace took nothing
     bad = _cli(db_url, tmp_path, str(fixtures_dir / "dummy.xlsx"), "--kind", "market-snapshot")
     assert bad.returncode == 1 and "not a readable xlsx file" in bad.stderr
     path = tmp_path / "strict.csv"

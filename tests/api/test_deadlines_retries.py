@@ -330,3 +330,51 @@ async def test_an_attempt_that_could_not_end_by_the_deadline_is_not_started(
     fleet.clock.at(finished, plus_s=2)
     await fleet.race()
     assert count_runs(services, first_run_id=roomy["id"]) == 1
+
+
+async def test_a_retry_still_queued_when_it_could_no_longer_end_by_the_deadline_is_cut(
+    api: Fetch, services: Services, fleet: Fleet, events: list[Event]
+) -> None:
+    sid = await script_id(api, "test_failing.py", FAILING)
+    deadline = (datetime.now(UTC) + timedelta(minutes=15)).replace(microsecond=0)
+    run = await start_run(
+        api,
+        sid,
+        timeout_s=120,
+        deadline_at=deadline.isoformat(),
+        retry={"max_attempts": 3, "backoff_s": 600, "jitter": 0},
+    )
+    finished = at((await wait_for(api, run["id"]))["finished_at"])
+    fleet.clock.at(finished, plus_s=1)
+    await fleet.race()
+    (retry,) = body(await api("GET", f"runs/{run['id']}"))["attempts"][1:]
+    assert retry["status"] == "queued"  # it could end by the deadline when it was made
+
+    # the queue stayed full: two minutes before the deadline it could still end in time
+    fleet.clock.at(deadline, plus_s=-120)
+    await fleet.race()
+    assert body(await api("GET", f"runs/{retry['id']}"))["status"] == "queued"
+
+    # a second later it could not: one of the racing servers cuts it, once
+    fleet.clock.at(deadline, plus_s=-119)
+    await fleet.race()
+    await fleet.race()
+    cut = body(await api("GET", f"runs/{retry['id']}"))
+    assert cut["status"] == "killed"
+    assert (
+        cut["status_reason"]
+        == f"not started: it could no longer end by the deadline {ist(deadline)}"
+    )
+    assert cut["finished_at"] is not None and cut["started_at"] is None
+    assert notifications(services, "run_retry_cut") == [
+        (
+            f"Run {retry['id']} of test_failing.py v1: attempt 2 not started",
+            f"attempt 2 was still queued at {ist(deadline - timedelta(seconds=119))} and may run "
+            f"2 min (timeout_s 120), past the deadline {ist(deadline)}",
+        )
+    ]
+    finished_events = [
+        e for e in events if e.type == "run.finished" and e.data["run_id"] == retry["id"]
+    ]
+    assert [e.data["status"] for e in finished_events] == ["killed"]
+    assert count_runs(services, first_run_id=run["id"]) == 1  # a cut retry is not retried

@@ -130,6 +130,10 @@ async def test_failing_cell_fails_the_run_with_its_number_and_traceback(api: Fet
     assert failed["stream"] == "stderr" and failed["level"] == "error"
     assert any(t.startswith("[cell 3] ") and "explode()" in t for t in texts)
     assert not any("never" in t for t in texts)
+    notes = body(await api("GET", "notifications"))["items"]
+    assert [(n["type"], n["message"]) for n in notes if n["entity_id"] == run["id"]] == [
+        ("run_failed", "exit code 1: [cell 3] failed: ValueError: boom in cell 3")
+    ]  # the failure and its traceback: one error, told once
     executed = await api("GET", f"runs/{run['id']}/notebook")
     assert executed.code == 200
     assert any("boom in cell 3" in json.dumps(c) for c in json.loads(executed.body)["cells"])

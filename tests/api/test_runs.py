@@ -139,19 +139,17 @@ async def test_health_reports_sandbox_and_queue(api: Fetch) -> None:
     assert report["queue"] == {"running": 0, "queued": 0, "max_concurrent": 2}
 
 
-async def test_failed_run_notifies_and_error_lines_are_throttled(api: Fetch) -> None:
+async def test_a_run_that_fails_on_its_errors_is_one_notification(api: Fetch) -> None:
+    """Errors a run ends on are told in its failure (test_run_notifications.py: the rule)."""
     source = "import sys\nfor i in range(8):\n    print(f'error {i}')\nsys.exit(3)\n"
     sid = await script_id(api, "test_errors.py", source)
     run = await start_run(api, sid)
     done = await wait_for(api, run["id"])
     assert (done["status"], done["exit_code"], done["error_count"]) == ("failed", 3, 8)
     notes = body(await api("GET", "notifications"))["items"]
-    errors = [n for n in notes if n["type"] == "run_error"]
-    assert len([n for n in errors if n["title"].endswith(": error")]) == 5
-    assert [n["title"] for n in errors if "more errors" in n["title"]] == [
-        f"Run {run['id']} of test_errors.py v1: 3 more errors"
-    ]
+    assert [n["type"] for n in notes if n["type"] == "run_error"] == []
     failed = [n for n in notes if n["type"] == "run_failed"]
-    assert failed and failed[0]["message"] == "exit code 3" and failed[0]["entity_id"] == run["id"]
+    assert len(failed) == 1 and failed[0]["entity_id"] == run["id"]
+    assert failed[0]["message"] == "exit code 3: error 7; 7 more errors (see the run's log)"
     errors_only = body(await api("GET", f"runs/{run['id']}/logs", params={"level": "error"}))
     assert len(errors_only["items"]) == 8

@@ -136,11 +136,11 @@ def test_row_errors_carry_row_column_value_rule() -> None:
     assert (4, "Date", "04-13-2024", "invalid_date") in found
     assert (11, "Scheduled MW", "lots", "not_a_number") in found
     assert (21, "Time Block", "19", "repeated_block") in found
-    assert any(
-        e["rule"] == "incomplete_day" and "missing 3, 10, 20" in e["message"]
-        for e in checked.errors
-    )
-    assert checked.rows_rejected == 3 and len(checked.frame) == 93
+    # errors are the rows not stored; the day they leave incomplete is a warning
+    assert len(checked.errors) == checked.rows_rejected == 3 and len(checked.frame) == 93
+    incomplete = [w for w in checked.warnings if w["rule"] == "incomplete_day"]
+    assert len(incomplete) == 1 and "missing 3, 10, 20" in incomplete[0]["message"]
+    assert checked.strict_failures == [*checked.errors, *incomplete]
 
 
 def test_price_ceiling_warning_depends_on_the_date() -> None:
@@ -161,8 +161,9 @@ def test_exchange_volume_order_is_a_warning() -> None:
         ["13-04-2024", 1, 100, 90, 95, 96, 3000],
     ]
     _, checked = run(rows, "exchange-prices", market="DAM")
-    assert {w["rule"] for w in checked.warnings} == {"mcv_above_bids", "fsv_above_mcv"}
-    assert len(checked.frame) == 1
+    rules = {w["rule"] for w in checked.warnings}  # a one-block day is incomplete, too
+    assert rules == {"mcv_above_bids", "fsv_above_mcv", "incomplete_day"}
+    assert len(checked.frame) == 1 and checked.errors == []
 
 
 def test_missing_key_column_names_the_form_field() -> None:

@@ -1,4 +1,4 @@
-"""Line splitting, levels, result markers, error throttling and the pending-line buffer."""
+"""Line splitting, levels, result markers and the pending-line buffer."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 
 from energyops_ext.runs.logs import (
     CUT_MARKER,
-    ErrorThrottle,
     Line,
     LineSplitter,
     RunLog,
@@ -94,15 +93,6 @@ def test_levels(stream: str, text: str, level: str) -> None:
 )
 def test_markers(text: str, found: dict[str, Any] | None) -> None:
     assert parse_marker(text) == found
-
-
-def test_error_throttle_sends_five_a_minute_then_a_summary() -> None:
-    throttle = ErrorThrottle()
-    decisions = [throttle.offer(0.0 + i) for i in range(8)]
-    assert [d[0] for d in decisions] == [True] * 5 + [False] * 3
-    assert throttle.offer(61.0) == (True, 3)  # new window: summary of the 3 held back
-    throttle.offer(62.0)
-    assert throttle.close() == 0
 
 
 def test_runlog_numbers_publishes_and_keeps_lines_until_committed() -> None:

@@ -39,7 +39,7 @@ def test_bwrap_command_has_limits_isolation_and_the_script(tmp_path: Path) -> No
     assert Path(argv[bwrap]).name == "bwrap"
     for flag in ("--unshare-net", "--unshare-pid", "--die-with-parent", "--new-session"):
         assert flag in argv
-    assert argv[-4:] == [sys.executable, "-u", str(paths.script), "--x"]
+    assert argv[-5:] == [sys.executable, "-u", "-P", str(paths.script), "--x"]
     open_net = build_command(
         info("bwrap"),
         Settings.for_data_dir(tmp_path, allow_network=True),
@@ -48,6 +48,23 @@ def test_bwrap_command_has_limits_isolation_and_the_script(tmp_path: Path) -> No
         [],
     )
     assert "--unshare-net" not in open_net
+
+
+@pytest.mark.parametrize(
+    ("name", "file"),
+    [
+        ("dmo.py", "dmo.py"),
+        ("test day-ahead v2.py", "test day-ahead v2.py"),
+        ("csv.py", "csv.py"),  # -P keeps it from shadowing the module
+        ("notes.txt", "script.py"),
+        ("a/b.py", "script.py"),
+        ("nul\x00.py", "script.py"),
+        ("é" * 130 + ".py", "script.py"),  # longer than a file name may be, in bytes
+    ],
+)
+def test_a_script_is_written_under_its_own_name(tmp_path: Path, name: str, file: str) -> None:
+    paths = RunPaths.for_run(tmp_path, 6)
+    assert paths.named_script(name) == tmp_path / "6" / file
 
 
 def test_python_launcher_sets_limits_then_execs(tmp_path: Path) -> None:
