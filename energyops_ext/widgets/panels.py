@@ -247,7 +247,11 @@ class RunsPanel(Refreshing):
         self.listed: list[int] = []
         self._reread = threading.Event()
         self._reread.set()
-        self._choosing = False  # options being replaced: not the user's pick
+        # the user picks on the kernel's thread while redraws run on the throttle's: the pick
+        # and the redraw's own changes of the selector are told apart, and the pick wins
+        self._pick_lock = threading.RLock()
+        self._watched: int | None = None
+        self._redrawing: int | None = None  # the thread setting the selector itself
         self._options: list[tuple[str, int | None]] = [("—", None)]
         self.selector.observe(self._selected, "value")
         self.latest_started: int | None = None
@@ -263,11 +267,17 @@ class RunsPanel(Refreshing):
         super()._on_event(event)
 
     def _changed(self, run_id: int) -> None:
-        if run_id in self.listed or run_id == self.selector.value:
+        if run_id in self.listed or run_id == self._watched:
             self.throttle.poke()
 
     def _selected(self, change: dict[str, Any]) -> None:
-        if self.on_select is not None and not self._choosing and change["new"] != change["old"]:
+        if self._redrawing == threading.get_ident():
+            return  # a redraw putting the options and the watched run back
+        with self._pick_lock:
+            picked, self._watched = self._watched, change["new"]
+            if self.selector.value != self._watched:  # a redraw meanwhile put the old one back
+                self._put(None, self._watched)
+        if self.on_select is not None and change["new"] != picked:
             self.on_select(change["new"])
 
     def render(self) -> str:
@@ -281,12 +291,12 @@ class RunsPanel(Refreshing):
                 raise
             self.states.merge(rows, mark)
             self.listed = [int(r["id"]) for r in rows]
-        watched = self.selector.value
+        watched = self._watched
         ids = list(self.listed)
         if watched is not None and watched not in ids:
             ids.append(watched)  # older than the page, still the one watched
         runs = [self.states.get(run_id) for run_id in ids]
-        self._set_options(runs, watched)
+        self._set_options(runs)
         for run in runs:
             run["shown_progress"] = shown_progress(run)
         return html_table(
@@ -302,7 +312,7 @@ class RunsPanel(Refreshing):
             empty="no runs yet",
         )
 
-    def _set_options(self, runs: list[dict[str, Any]], watched: int | None) -> None:
+    def _set_options(self, runs: list[dict[str, Any]]) -> None:
         options: list[tuple[str, int | None]] = [("—", None)]
         options += [
             (
@@ -311,24 +321,31 @@ class RunsPanel(Refreshing):
             )
             for r in runs
         ]
-        # a newly started run is shown by itself only while none is watched
-        pick = watched
-        if watched is None and any(v == self.latest_started for _l, v in options):
-            pick, self.latest_started = self.latest_started, None
-        elif watched is not None:
-            self.latest_started = None
-        if options == self._options and pick == watched:
-            return
-        self._options = options
-        self._choosing = True
+        with self._pick_lock:
+            watched = pick = self._watched
+            # a newly started run is shown by itself only while none is watched
+            if watched is None and any(v == self.latest_started for _l, v in options):
+                pick, self.latest_started = self.latest_started, None
+            elif watched is not None:
+                self.latest_started = None
+            if options == self._options and pick == watched:
+                return
+            self._options = options
+            self._put(options, pick)
+            self._watched = pick
+        if pick != watched and self.on_select is not None:
+            self.on_select(pick)
+
+    def _put(self, options: list[tuple[str, int | None]] | None, value: int | None) -> None:
+        """Set the selector without it counting as the user's pick."""
+        self._redrawing = threading.get_ident()
         try:
-            # new options select the first ("—"): put the watched run back at once
-            self.selector.options = options
-            self.selector.value = pick
+            if options is not None:
+                # new options select the first ("—"): the watched run is put back at once
+                self.selector.options = options
+            self.selector.value = value
         finally:
-            self._choosing = False
-        if self.selector.value != watched and self.on_select is not None:
-            self.on_select(self.selector.value)
+            self._redrawing = None
 
 
 class MarketPanel:
