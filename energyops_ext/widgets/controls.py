@@ -81,8 +81,32 @@ class RunList:
         self.widget.add_class("eo-run-list")
         self._followed: set[int] = set()  # active runs whose topic this list subscribed
         self._lock = threading.Lock()
+        self._recheck: set[int] = set()
         self.throttle = Throttle(self._render, 5.0)
         self.states.add_listener(self._changed)
+        stream.add_listener(self._on_subscribed)
+
+    def _on_subscribed(self, event: dict[str, Any]) -> None:
+        """Once the server has a run's topic attached, read the run again: a progress it
+        reported before that went to nobody."""
+        if event.get("type") != "subscribed":
+            return
+        topics = (event.get("data") or {}).get("topics") or []
+        ids = {int(t[4:]) for t in topics if str(t).startswith("run:") and t[4:].isdigit()}
+        if ids & self._followed:
+            with self._lock:
+                self._recheck |= ids & self._followed
+            self.throttle.poke()
+
+    def _read_again(self) -> None:
+        with self._lock:
+            ids, self._recheck = sorted(self._recheck), set()
+        for run_id in ids:
+            mark = self.states.reading()
+            try:
+                self.states.merge([self.client.run(run_id)], mark)
+            except EnergyOpsAPIError:
+                continue
 
     def show(self, run_ids: Iterable[int]) -> None:
         """List exactly these runs (newest first)."""
@@ -107,6 +131,7 @@ class RunList:
             self.throttle.poke()
 
     def _render(self) -> None:
+        self._read_again()
         with self._lock:
             rows = list(self.rows.values())
         states = {row.run_id: self.states.get(row.run_id) for row in rows}

@@ -6,6 +6,7 @@ widgets a few times a second (never one widget message per event)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from datetime import date
@@ -92,9 +93,19 @@ class RunProgress:
         self.label = widgets.HTML()
         self.widget = widgets.HBox([self.bar, self.label])
         self.widget.add_class("eo-run-progress")
+        self._reread = False
         self.throttle = Throttle(self._render, 5.0)
         self.states.add_listener(self._changed)
+        stream.add_listener(self._on_subscribed)
         stream.subscribe(["runs"])
+
+    def _on_subscribed(self, event: Event) -> None:
+        """The server attached the run's topic: read the run again (a progress reported just
+        before went to nobody)."""
+        topics = (event.get("data") or {}).get("topics") or []
+        if event.get("type") == "subscribed" and f"run:{self.run_id}" in topics:
+            self._reread = True
+            self.throttle.poke()
 
     @property
     def state(self) -> dict[str, Any]:
@@ -116,6 +127,12 @@ class RunProgress:
             self.throttle.poke()
 
     def _render(self) -> None:
+        run_id = self.run_id
+        if self._reread and run_id is not None:
+            self._reread = False
+            mark = self.states.reading()
+            with contextlib.suppress(EnergyOpsAPIError):  # the next pick reads it again
+                self.states.merge([self.client.run(run_id)], mark)
         s = self.state
         status = str(s.get("status", "—"))
         with self.bar.hold_sync():

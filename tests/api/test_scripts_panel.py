@@ -5,6 +5,7 @@ delete question says how many runs go with the script, and asks again when that 
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -32,6 +33,17 @@ import json, os, time
 while json.loads(os.environ["ENERGYOPS_CONFIG"]).get("hold"):
     time.sleep(0.2)
 """
+
+
+@pytest.fixture(autouse=True)
+def no_run_left(server: LiveServer) -> Iterator[None]:
+    """A test that failed half way leaves no run holding a slot of the next one's queue."""
+    yield
+    client = EnergyOpsClient(server.base, server.token)
+    for status in ("running", "queued"):
+        for run in client.get("runs", status=status, limit=100)["items"]:
+            with contextlib.suppress(EnergyOpsAPIError):
+                client.kill_run(int(run["id"]))
 
 
 def choose_file(panel: ScriptsPanel, name: str, source: str) -> None:
