@@ -10,10 +10,13 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from .buffer import esc, format_number, html_table
+from .buffer import Throttle, esc, format_number, html_table
 from .client import EnergyOpsAPIError, EnergyOpsClient
+from .controls import DeleteConfirmation, RunList, error_html, last_runs
 from .events import EventStream
-from .panels import LogPanel, RunProgress, _records
+from .logpanel import LogPanel
+from .panels import RunProgress, _records
+from .runstate import RunStates, is_active
 
 DEFAULT_KINDS = (
     "market-snapshot",
@@ -22,10 +25,6 @@ DEFAULT_KINDS = (
     "contract-schedule",
     "market-bids",
 )
-
-
-def error_html(exc: Exception) -> str:
-    return f'<div class="eo-error" style="color:#b91c1c">{esc(exc)}</div>'
 
 
 REPORT_COUNTS = (
@@ -185,55 +184,70 @@ class UploadPanel:
 
 
 class ScriptsPanel:
-    """Upload scripts and models; list them with status and last run; run, kill, archive,
-    delete (after a confirmation); watch the run's progress and log."""
+    """Upload scripts and models; list them with status and last run (live); run, archive,
+    delete (after a confirmation that says how many runs go with the script); the selected
+    script's runs, each with its status, progress, objective and Kill; watch one's progress
+    and log."""
 
     def __init__(self, client: EnergyOpsClient, stream: EventStream) -> None:
         self.client = client
+        self.states = RunStates.of(stream)
         self.file = widgets.FileUpload(accept=".py", multiple=False, description="Script")
         self.kind = widgets.Dropdown(options=["model", "test"], description="Kind")
         self.model_type = widgets.Dropdown(options=["DMO", "RMO", "SO"], description="Model")
         self.description = widgets.Text(description="About")
+        self.description.add_class("eo-script-about")
         self.upload_button = widgets.Button(description="Upload", icon="upload")
         self.listing = widgets.HTML()
+        self.listing.add_class("eo-script-listing")
         self.selector = widgets.Dropdown(description="Script", options=[("—", None)])
+        self.selector.add_class("eo-script-select")
         self.versions = widgets.HTML()
         self.args = widgets.Text(description="Args", placeholder="--horizon 96")
         self.config = widgets.Textarea(description="Config", value="{}")
         self.run_button = widgets.Button(description="Run", icon="play", button_style="success")
+        self.run_button.add_class("eo-run-button")
         self.kill_button = widgets.Button(description="Kill", icon="stop", button_style="danger")
         self.archive_button = widgets.Button(description="Archive / restore", icon="archive")
         self.delete_button = widgets.Button(description="Delete…", icon="trash")
-        self.confirm = widgets.Button(description="Confirm delete", button_style="danger")
-        self.confirm.layout.display = "none"
+        self.delete_button.add_class("eo-delete-button")
+        self.delete = DeleteConfirmation(client, on_deleted=self._deleted)
         self.message = widgets.HTML()
-        self.progress = RunProgress(client, stream)
+        self.run_message = widgets.HTML()  # the watched run's status, live
+        self.progress = RunProgress(client, stream, self.states)
         self.log = LogPanel(client, stream)
+        self.runs = RunList(client, stream, on_watch=self.watch, states=self.states)
         self.run_id: int | None = None
+        self.scripts: list[dict[str, Any]] = []
+        self.started_here: set[int] = set()
         self.upload_button.on_click(lambda _b: self.upload())
         self.selector.observe(lambda _c: self.show_script(), "value")
         self.run_button.on_click(lambda _b: self.start())
         self.kill_button.on_click(lambda _b: self.kill())
         self.archive_button.on_click(lambda _b: self.toggle_archive())
-        self.delete_button.on_click(lambda _b: setattr(self.confirm.layout, "display", ""))
-        self.confirm.on_click(lambda _b: self.delete())
+        self.delete_button.on_click(lambda _b: self.delete.ask(self.selector.value))
         self.widget = widgets.VBox(
             [
                 widgets.HBox(
                     [self.file, self.kind, self.model_type, self.description, self.upload_button]
                 ),
                 self.listing,
-                widgets.HBox(
-                    [self.selector, self.archive_button, self.delete_button, self.confirm]
-                ),
+                widgets.HBox([self.selector, self.archive_button, self.delete_button]),
+                self.delete.widget,
                 self.versions,
                 widgets.HBox([self.args, self.config, self.run_button, self.kill_button]),
                 self.message,
+                widgets.HTML("<b>Runs</b>"),
+                self.runs.widget,
+                self.run_message,
                 self.progress.widget,
                 self.log.widget,
             ]
         )
         self.widget.add_class("eo-scripts-panel")
+        self.listing_throttle = Throttle(self._render_listing, 2.0)
+        self.states.add_listener(self._run_changed)
+        stream.subscribe(["runs"])
         self.refresh()
 
     def _act(self, action: Any) -> Any:
@@ -243,13 +257,26 @@ class ScriptsPanel:
             self.message.value = error_html(exc)
             return None
 
+    # --- scripts ---
+
     def refresh(self) -> None:
+        mark = self.states.reading()
         scripts = _records(self.client.scripts(per_page=100))
-        for s in scripts:
-            last = s.get("last_run") or {}
-            s["last_run_status"] = last.get("status", "") if isinstance(last, dict) else ""
+        self.states.merge(
+            [s["last_run"] for s in scripts if isinstance(s.get("last_run"), dict)], mark
+        )
+        self.scripts = scripts
+        self._render_listing()
+        self.selector.options = [("—", None)] + [
+            (f"{s['name']} v{s.get('version', '?')} ({s.get('status')})", int(s["id"]))
+            for s in scripts
+        ]
+
+    def _render_listing(self) -> None:
+        last = last_runs(self.states, [int(s["id"]) for s in self.scripts])
+        rows = [{**s, "last_run_status": last.get(int(s["id"]), "")} for s in self.scripts]
         self.listing.value = html_table(
-            scripts,
+            rows,
             [
                 ("id", "id"),
                 ("name", "name"),
@@ -261,10 +288,20 @@ class ScriptsPanel:
             ],
             empty="no scripts yet",
         )
-        self.selector.options = [("—", None)] + [
-            (f"{s['name']} v{s.get('version', '?')} ({s.get('status')})", int(s["id"]))
-            for s in scripts
-        ]
+
+    def _run_changed(self, run_id: int) -> None:
+        state = self.states.get(run_id)
+        script_id = state.get("script_id")
+        if any(int(s["id"]) == script_id for s in self.scripts):
+            self.listing_throttle.poke()
+        if (
+            script_id is not None
+            and script_id == self.selector.value
+            and run_id not in self.runs.rows
+        ):
+            self.runs.add(run_id)  # started elsewhere (another tab, a schedule)
+        if run_id == self.run_id:
+            self._show_run_message()
 
     def upload(self) -> None:
         picked = _uploaded(self.file)
@@ -282,21 +319,35 @@ class ScriptsPanel:
             )
         )
         if script:
+            # what described this upload must not describe the next one
+            self.description.value = ""
+            self.file.value = ()
             self.message.value = f"uploaded {esc(script.get('name'))} v{esc(script.get('version'))}"
             self.refresh()
             self.selector.value = int(script["id"])
 
     def show_script(self) -> None:
         sid = self.selector.value
-        self.confirm.layout.display = "none"
+        self.delete.cancel()
         if sid is None:
             self.versions.value = ""
+            self.runs.show(self._active_started_here())
             return
         script = self._act(lambda: self.client.script(sid)) or {}
         self.versions.value = "<b>Versions</b>" + html_table(
             script.get("versions") or [],
             [("id", "id"), ("version", "v"), ("status", "status"), ("created_at", "uploaded")],
         )
+        mark = self.states.reading()
+        listed = self._act(lambda: self.client.runs(script_id=sid, per_page=20))
+        runs = _records(listed) if listed is not None else []
+        self.states.merge(runs, mark)
+        self.runs.show([int(r["id"]) for r in runs] + self._active_started_here())
+
+    def _active_started_here(self) -> list[int]:
+        return [i for i in self.started_here if is_active(self.states.get(i))]
+
+    # --- runs ---
 
     def start(self) -> None:
         sid = self.selector.value
@@ -312,14 +363,31 @@ class ScriptsPanel:
 
         run = self._act(go)
         if run:
-            self.run_id = int(run["id"])
-            self.message.value = f"run {self.run_id} {esc(run.get('status'))}"
-            self.progress.follow(self.run_id)
-            self.log.follow(self.run_id)
+            run_id = int(run["id"])
+            self.states.merge([run], self.states.reading())
+            self.started_here.add(run_id)
+            self.runs.add(run_id)
+            self.watch(run_id)
+
+    def watch(self, run_id: int) -> None:
+        """Show ``run_id``'s progress and log (Watch in the runs list)."""
+        self.run_id = run_id
+        self._show_run_message()
+        self.progress.follow(run_id)
+        self.log.follow(run_id)
+
+    def _show_run_message(self) -> None:
+        state = self.states.get(self.run_id)
+        if self.run_id is not None:
+            self.run_message.value = (
+                f'<span class="eo-run-message" data-status="{esc(state.get("status"))}">'
+                f"run {self.run_id} {esc(state.get('status', ''))}</span>"
+            )
 
     def kill(self) -> None:
-        if self.run_id is not None and self._act(lambda: self.client.kill_run(self.run_id or 0)):
-            self.message.value = f"kill sent to run {self.run_id}"
+        """Kill the watched run (each run of the list has its own Kill)."""
+        if self.run_id is not None:
+            self.runs.kill(self.run_id)
 
     def toggle_archive(self) -> None:
         sid = self.selector.value
@@ -330,15 +398,6 @@ class ScriptsPanel:
         if self._act(lambda: self.client.update_script(sid, status=new)):
             self.refresh()
 
-    def delete(self) -> None:
-        sid = self.selector.value
-        self.confirm.layout.display = "none"
-        if sid is None:
-            return
-        try:
-            self.client.delete_script(sid)
-        except EnergyOpsAPIError as exc:
-            self.message.value = error_html(exc)
-            return
-        self.message.value = f"script {sid} deleted"
+    def _deleted(self, script_id: int, message: str) -> None:
+        self.message.value = message
         self.refresh()

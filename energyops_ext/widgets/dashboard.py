@@ -14,11 +14,11 @@ import ipywidgets as widgets
 from .actions import ScriptsPanel, UploadPanel
 from .client import EnergyOpsClient
 from .events import EventStream
+from .logpanel import LogPanel
 from .panels import (
     ConnectionIndicator,
     FeedPanel,
     KpiPanel,
-    LogPanel,
     MarketPanel,
     RunProgress,
     RunsPanel,

@@ -48,6 +48,13 @@ class SeqTracker:
 
     def __init__(self, since: Mapping[str, int] | None = None) -> None:
         self.last: dict[str, int] = dict(since or {})
+        # the stream's thread filters while a panel's thread may move a topic on
+        self._lock = threading.Lock()
+
+    def advance(self, topic: str, seq: int) -> None:
+        """Lines up to ``seq`` of ``topic`` count as seen (never moves back)."""
+        with self._lock:
+            self.last[topic] = max(self.last.get(topic, 0), seq)
 
     def fresh(self, event: Event) -> Event | None:
         """``event`` with only unseen lines (None if nothing is left), other events as they are."""
@@ -55,12 +62,56 @@ class SeqTracker:
             return event
         topic = str(event.get("topic", ""))
         data = event.get("data") or {}
-        last = self.last.get(topic, 0)
-        lines = [line for line in data.get("lines", []) if int(line.get("seq", 0)) > last]
-        if not lines:
-            return None
-        self.last[topic] = max(int(line["seq"]) for line in lines)
+        with self._lock:
+            last = self.last.get(topic, 0)
+            lines = [line for line in data.get("lines", []) if int(line.get("seq", 0)) > last]
+            if not lines:
+                return None
+            self.last[topic] = max(int(line["seq"]) for line in lines)
         return {**event, "data": {**data, "lines": lines}}
+
+
+class ContiguousLines:
+    """Orders the lines of one run log: lines come from a REST page read, a replay and the
+    live stream, in any order and overlapping; ``add`` hands back only the lines that now
+    follow on from the last one handed back (seq ``after``+1, +2, …), each once. A line past
+    a gap waits until the gap is filled; ``gap()`` says which seqs are still missing."""
+
+    def __init__(self, after: int = 0, max_waiting: int = 100_000) -> None:
+        self.last = after
+        self.max_waiting = max_waiting
+        self.skipped = 0
+        self._waiting: dict[int, Mapping[str, Any]] = {}
+
+    def add(self, lines: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        for line in lines:
+            seq = int(line.get("seq", 0))
+            if seq > self.last and len(self._waiting) < self.max_waiting:
+                self._waiting.setdefault(seq, line)
+        ready: list[Mapping[str, Any]] = []
+        while self.last + 1 in self._waiting:
+            self.last += 1
+            ready.append(self._waiting.pop(self.last))
+        return ready
+
+    def gap(self) -> tuple[int, int] | None:
+        """(first, last) missing seq before the lines that wait, or None if none wait."""
+        if not self._waiting:
+            return None
+        return self.last + 1, min(self._waiting) - 1
+
+    def skip(self, through: int) -> list[Mapping[str, Any]]:
+        """Give up on the seqs up to ``through`` (they no longer exist anywhere); returns the
+        lines that follow on from there."""
+        self.skipped += max(0, through - self.last)
+        self.last = max(self.last, through)
+        for seq in [s for s in self._waiting if s <= through]:
+            del self._waiting[seq]
+        return self.add(())
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
 
 
 class EventStream:
@@ -84,6 +135,7 @@ class EventStream:
         self.url = ws_url(base_url)
         self.token = token
         self.topics: set[str] = set(topics)
+        self._counts: dict[str, int] = dict.fromkeys(self.topics, 1)
         self.seq = SeqTracker(since)
         self.state = CONNECTING
         self.reconnects = 0
@@ -126,16 +178,36 @@ class EventStream:
         listener(self.state)
 
     def subscribe(self, topics: Iterable[str], since: Mapping[str, int] | None = None) -> None:
-        topics = list(topics)
-        self.topics.update(topics)
-        for topic, seq in (since or {}).items():
-            self.seq.last[topic] = max(self.seq.last.get(topic, 0), seq)
-        self._send(self._subscribe_frame(topics))
+        """Subscribe (counted: panels share the stream, and a topic stays subscribed until
+        each ``subscribe`` of it had its ``unsubscribe``). A topic already subscribed is asked
+        for again only when ``since`` names it (a replay after that seq)."""
+        since = dict(since or {})
+        wanted = []
+        with self._lock:
+            for topic in topics:
+                if self._counts.get(topic, 0) == 0 or topic in since:
+                    wanted.append(topic)
+                self._counts[topic] = self._counts.get(topic, 0) + 1
+                self.topics.add(topic)
+        for topic, seq in since.items():
+            self.seq.advance(topic, seq)
+        if wanted:
+            self._send(self._subscribe_frame(wanted))
 
     def unsubscribe(self, topics: Iterable[str]) -> None:
-        topics = list(topics)
-        self.topics.difference_update(topics)
-        self._send({"op": "unsubscribe", "topics": topics})
+        gone = []
+        with self._lock:
+            for topic in topics:
+                count = self._counts.get(topic, 0) - 1
+                if count > 0:
+                    self._counts[topic] = count
+                    continue
+                self._counts.pop(topic, None)
+                if topic in self.topics:
+                    self.topics.discard(topic)
+                    gone.append(topic)
+        if gone:
+            self._send({"op": "unsubscribe", "topics": gone})
 
     def wait_connected(self, timeout: float = 10.0) -> bool:
         with self._ready:

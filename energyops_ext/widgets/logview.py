@@ -4,12 +4,16 @@ so, until they scroll back to the bottom)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import anywidget
 import traitlets
 
 from .buffer import LogLine
+
+MARKER_PREFIX = "::energyops "
+_CELL_LABEL = re.compile(r"^\[(?:cell \d+|parameters|setup)\] ")
 
 _ESM = r"""
 function render({ model, el }) {
@@ -32,6 +36,7 @@ function render({ model, el }) {
   function row(line) {
     const div = document.createElement("div");
     div.className = "eo-log-line eo-level-" + String(line[1]).replace(/[^a-z]/g, "");
+    if (line[3]) div.classList.add("eo-log-marker");  // a ::energyops report line, dimmed
     div.dataset.seq = String(line[0]);
     div.textContent = line[2];  // text, never markup
     return div;
@@ -76,16 +81,25 @@ _CSS = """
 .eo-log-line.eo-level-info { color: #e2e8f0; }
 .eo-log-line.eo-level-warning { color: #fbbf24; }
 .eo-log-line.eo-level-error { color: #f87171; }
+.eo-log-line.eo-log-marker { color: #64748b; opacity: 0.7; font-style: italic; }
 .eo-log-paused { font-size: 11px; color: #b45309; padding: 2px 4px; }
 """
 
 
 class LogView(anywidget.AnyWidget):
-    """Shows ``lines`` ([seq, level, text] triples, oldest first)."""
+    """Shows ``lines`` ([seq, level, text, is_marker] rows, oldest first)."""
 
     _esm = _ESM
     _css = _CSS
     lines: traitlets.List[list[object]] = traitlets.List([]).tag(sync=True)
 
     def show(self, lines: Sequence[LogLine]) -> None:
-        self.lines = [[line.seq, line.level, line.text] for line in lines]
+        self.lines = [[line.seq, line.level, line.text, is_marker(line.text)] for line in lines]
+
+
+def is_marker(text: str) -> bool:
+    """A ``::energyops {...}`` report line (also behind a notebook's ``[cell 3] `` label):
+    the server reads its figures; people rarely want to read it."""
+    if text.startswith("[") and (label := _CELL_LABEL.match(text)):
+        text = text[label.end() :]
+    return text.lstrip().startswith(MARKER_PREFIX)

@@ -6,7 +6,7 @@ widgets a few times a second (never one widget message per event)."""
 
 from __future__ import annotations
 
-import base64
+import contextlib
 import threading
 from collections.abc import Callable
 from datetime import date
@@ -15,11 +15,12 @@ from typing import Any
 import ipywidgets as widgets
 import pandas as pd
 
-from .buffer import LEVELS, LogBuffer, Throttle, esc, format_duration, format_number, html_table
+from .buffer import Throttle, esc, format_duration, format_number, html_table
 from .charts import MarketChart, StatCards
 from .client import FINISHED, EnergyOpsAPIError, EnergyOpsClient
 from .events import CONNECTED, EventStream
-from .logview import LogView
+from .logpanel import LogPanel, download_link
+from .runstate import RunStates, shown_progress
 
 Event = dict[str, Any]
 
@@ -51,15 +52,6 @@ def titled(title: str, *children: widgets.Widget) -> widgets.VBox:
     return box
 
 
-def download_link(filename: str, content: bytes, mime: str, label: str) -> str:
-    """An anchor that downloads ``content`` from the page itself (no token in any URL)."""
-    data = base64.b64encode(content).decode("ascii")
-    return (
-        f'<a class="eo-download" download="{esc(filename)}" '
-        f'href="data:{esc(mime)};base64,{data}">{esc(label)}</a>'
-    )
-
-
 _SHARED: dict[str, EventStream] = {}
 _SHARED_LOCK = threading.Lock()
 
@@ -87,123 +79,64 @@ class ConnectionIndicator:
         )
 
 
-class LogPanel:
-    """A run's log: level and text filters, follow/pause (in the view), download, clear."""
+class RunProgress:
+    """Progress bar, status and objective value of one run, live (from the stream's
+    :class:`RunStates`, the same state the runs table shows)."""
 
     def __init__(
-        self,
-        client: EnergyOpsClient,
-        stream: EventStream,
-        *,
-        capacity: int = 10_000,
-        view_lines: int = 1000,
-        per_second: float = 5.0,
+        self, client: EnergyOpsClient, stream: EventStream, states: RunStates | None = None
     ) -> None:
         self.client, self.stream = client, stream
-        self.buffer = LogBuffer(capacity)
-        self.view_lines = view_lines
+        self.states = states or RunStates.of(stream)
         self.run_id: int | None = None
-        self._lock = threading.Lock()
-        self.view = LogView()
-        self.levels = widgets.SelectMultiple(
-            options=LEVELS, value=LEVELS, rows=4, description="Levels", layout={"width": "200px"}
-        )
-        self.search = widgets.Text(placeholder="filter text", layout={"width": "220px"})
-        self.status = widgets.Label("no run selected")
-        self.download = widgets.Button(description="Download", icon="download")
-        self.clear_button = widgets.Button(description="Clear", icon="eraser")
-        self.link = widgets.HTML()
-        self.download.on_click(lambda _b: self._download())
-        self.clear_button.on_click(lambda _b: self.clear())
-        self.throttle = Throttle(self._render, per_second)
-        for control in (self.levels, self.search):
-            control.observe(lambda _c: self.throttle.poke(), "value")
-        bar = widgets.HBox([self.levels, self.search, self.download, self.clear_button, self.link])
-        self.widget = widgets.VBox([bar, self.status, self.view])
-        self.widget.add_class("eo-log-panel")
-        stream.add_listener(self._on_event)
-
-    def follow(self, run_id: int | None) -> None:
-        """Show ``run_id``'s log from its first line (replayed), then live."""
-        with self._lock:
-            if self.run_id is not None:
-                self.stream.unsubscribe([f"run:{self.run_id}"])
-            self.buffer = LogBuffer(self.buffer.capacity)
-            self.run_id = run_id
-        if run_id is not None:
-            topic = f"run:{run_id}"
-            self.stream.seq.last.pop(topic, None)
-            self.stream.subscribe([topic], since={topic: 0})
-        self.throttle.poke()
-
-    def clear(self) -> None:
-        with self._lock:
-            self.buffer.clear()
-        self.throttle.poke()
-
-    def _on_event(self, event: Event) -> None:
-        if event.get("type") != "run.log" or event.get("topic") != f"run:{self.run_id}":
-            return
-        with self._lock:
-            self.buffer.extend(event.get("data", {}).get("lines", []))
-        self.throttle.poke()
-
-    def _render(self) -> None:
-        with self._lock:
-            shown = self.buffer.view(self.levels.value, self.search.value, self.view_lines)
-            total, run_id = len(self.buffer), self.run_id
-        with self.view.hold_sync():
-            self.view.show(shown)
-        self.status.value = (
-            "no run selected"
-            if run_id is None
-            else f"run {run_id}: {total} lines kept, {len(shown)} shown"
-        )
-
-    def _download(self) -> None:
-        with self._lock:
-            text = self.buffer.to_text()
-        name = f"run-{self.run_id or 0}.log"
-        self.link.value = download_link(name, text.encode("utf-8"), "text/plain", f"save {name}")
-
-
-class RunProgress:
-    """Progress bar, status and objective value of one run, live."""
-
-    def __init__(self, client: EnergyOpsClient, stream: EventStream) -> None:
-        self.client, self.stream = client, stream
-        self.run_id: int | None = None
-        self.state: dict[str, Any] = {}
         self.bar = widgets.IntProgress(min=0, max=100, description="Progress")
         self.label = widgets.HTML()
         self.widget = widgets.HBox([self.bar, self.label])
         self.widget.add_class("eo-run-progress")
+        self._reread = False
         self.throttle = Throttle(self._render, 5.0)
-        stream.add_listener(self._on_event)
+        self.states.add_listener(self._changed)
+        stream.add_listener(self._on_subscribed)
+        stream.subscribe(["runs"])
+
+    def _on_subscribed(self, event: Event) -> None:
+        """The server attached the run's topic: read the run again (a progress reported just
+        before went to nobody)."""
+        topics = (event.get("data") or {}).get("topics") or []
+        if event.get("type") == "subscribed" and f"run:{self.run_id}" in topics:
+            self._reread = True
+            self.throttle.poke()
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return self.states.get(self.run_id)
 
     def follow(self, run_id: int | None) -> None:
-        self.run_id = run_id
-        self.state = self.client.run(run_id) if run_id is not None else {}
+        previous, self.run_id = self.run_id, run_id
+        if run_id is not None and run_id != previous:
+            self.stream.subscribe([f"run:{run_id}"])
+        if previous is not None and previous != run_id:
+            self.stream.unsubscribe([f"run:{previous}"])
         if run_id is not None:
-            self.stream.subscribe([f"run:{run_id}", "runs"])
+            mark = self.states.reading()
+            self.states.merge([self.client.run(run_id)], mark)
         self.throttle.poke()
 
-    def _on_event(self, event: Event) -> None:
-        data = event.get("data") or {}
-        mine = event.get("topic") == f"run:{self.run_id}" or (
-            event.get("topic") == "runs" and data.get("id", data.get("run_id")) == self.run_id
-        )
-        if not mine or event.get("type") == "run.log":
-            return
-        self.state = {**self.state, **{k: v for k, v in data.items() if v is not None}}
-        self.throttle.poke()
+    def _changed(self, run_id: int) -> None:
+        if run_id == self.run_id:
+            self.throttle.poke()
 
     def _render(self) -> None:
+        run_id = self.run_id
+        if self._reread and run_id is not None:
+            self._reread = False
+            mark = self.states.reading()
+            with contextlib.suppress(EnergyOpsAPIError):  # the next pick reads it again
+                self.states.merge([self.client.run(run_id)], mark)
         s = self.state
         status = str(s.get("status", "—"))
-        progress = s.get("progress")
         with self.bar.hold_sync():
-            self.bar.value = 100 if status == "succeeded" else int(progress or 0)
+            self.bar.value = shown_progress(s)
             self.bar.bar_style = {"succeeded": "success", "failed": "danger"}.get(status, "info")
         self.label.value = (
             f'<span data-status="{esc(status)}">{esc(status)}</span> · objective '
@@ -309,59 +242,127 @@ class KpiPanel(Refreshing):
 
 
 class RunsPanel(Refreshing):
-    """Recent runs; ``selector`` picks one to watch (its log and progress)."""
+    """Recent runs; ``selector`` picks one to watch (its log and progress). The watched run
+    stays selected, and listed, until the user picks another, also after it finished. Rows
+    come from the same :class:`RunStates` as the progress bar (its ``%`` is the bar's)."""
 
     event_types = frozenset({"run.queued", "run.started", "run.finished"})
     topics = ("runs",)
+    per_page = 20
 
     def __init__(
         self,
         client: EnergyOpsClient,
         stream: EventStream,
         on_select: Callable[[int | None], None] | None = None,
+        states: RunStates | None = None,
     ) -> None:
         self.selector = widgets.Dropdown(description="Watch run", options=[("—", None)])
+        self.selector.add_class("eo-watch-run")
         self.on_select = on_select
+        self.states = states or RunStates.of(stream)
+        self.listed: list[int] = []
+        self._reread = threading.Event()
+        self._reread.set()
+        # the user picks on the kernel's thread while redraws run on the throttle's: the pick
+        # and the redraw's own changes of the selector are told apart, and the pick wins
+        self._pick_lock = threading.RLock()
+        self._watched: int | None = None
+        self._redrawing: int | None = None  # the thread setting the selector itself
+        self._options: list[tuple[str, int | None]] = [("—", None)]
         self.selector.observe(self._selected, "value")
         self.latest_started: int | None = None
         super().__init__(client, stream)
+        self.states.add_listener(self._changed)
 
     def _on_event(self, event: Event) -> None:
+        if event.get("type") in self.event_types:
+            self._reread.set()  # a run came or went: read the list again
         if event.get("type") == "run.started" and self.on_select is not None:
             data = event.get("data") or {}
             self.latest_started = data.get("id", data.get("run_id"))
         super()._on_event(event)
 
+    def _changed(self, run_id: int) -> None:
+        if run_id in self.listed or run_id == self._watched:
+            self.throttle.poke()
+
     def _selected(self, change: dict[str, Any]) -> None:
-        if self.on_select is not None:
+        if self._redrawing == threading.get_ident():
+            return  # a redraw putting the options and the watched run back
+        with self._pick_lock:
+            picked, self._watched = self._watched, change["new"]
+            if self.selector.value != self._watched:  # a redraw meanwhile put the old one back
+                self._put(None, self._watched)
+        if self.on_select is not None and change["new"] != picked:
             self.on_select(change["new"])
 
     def render(self) -> str:
-        runs = _records(self.client.runs(per_page=20))
-        options = [("—", None)] + [
-            (
-                f"#{r['id']} {r.get('script_name') or r.get('name') or ''} ({r.get('status')})",
-                int(r["id"]),
-            )
-            for r in runs
-        ]
-        follow_new = self.latest_started is not None and self.latest_started != self.selector.value
-        with self.selector.hold_trait_notifications():
-            self.selector.options = options
-        if follow_new and any(v == self.latest_started for _l, v in options):
-            self.selector.value = self.latest_started
+        if self._reread.is_set():
+            self._reread.clear()
+            mark = self.states.reading()
+            try:
+                rows = _records(self.client.runs(per_page=self.per_page))
+            except EnergyOpsAPIError:
+                self._reread.set()  # read again next time
+                raise
+            self.states.merge(rows, mark)
+            self.listed = [int(r["id"]) for r in rows]
+        watched = self._watched
+        ids = list(self.listed)
+        if watched is not None and watched not in ids:
+            ids.append(watched)  # older than the page, still the one watched
+        runs = [self.states.get(run_id) for run_id in ids]
+        self._set_options(runs)
+        for run in runs:
+            run["shown_progress"] = shown_progress(run)
         return html_table(
             runs,
             [
                 ("id", "run"),
                 ("script_name", "script"),
                 ("status", "status"),
-                ("progress", "%"),
+                ("shown_progress", "%"),
                 ("objective_value", "objective"),
                 ("created_at", "created"),
             ],
             empty="no runs yet",
         )
+
+    def _set_options(self, runs: list[dict[str, Any]]) -> None:
+        options: list[tuple[str, int | None]] = [("—", None)]
+        options += [
+            (
+                f"#{r['id']} {r.get('script_name') or r.get('name') or ''} ({r.get('status')})",
+                int(r["id"]),
+            )
+            for r in runs
+        ]
+        with self._pick_lock:
+            watched = pick = self._watched
+            # a newly started run is shown by itself only while none is watched
+            if watched is None and any(v == self.latest_started for _l, v in options):
+                pick, self.latest_started = self.latest_started, None
+            elif watched is not None:
+                self.latest_started = None
+            if options == self._options and pick == watched:
+                return
+            self._options = options
+            self._put(options, pick)
+            self._watched = pick
+        if pick != watched and self.on_select is not None:
+            self.on_select(pick)
+
+    def _put(self, options: list[tuple[str, int | None]] | None, value: int | None) -> None:
+        """Set the selector without it counting as the user's pick."""
+        self._redrawing = threading.get_ident()
+        try:
+            if options is not None:
+                # new options select the first ("—"): the watched run is put back at once
+                self.selector.options = options
+            self.selector.value = value
+        finally:
+            self._redrawing = None
 
 
 class MarketPanel:
