@@ -90,6 +90,8 @@ class Stack:
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["ENERGYOPS_DATA_DIR"] = str(self.data_dir)
+        # the servers and kernels import this checkout, whatever another install points at
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         env.pop("ENERGYOPS_DB_URL", None)
         return env
 
