@@ -10,7 +10,6 @@ loses one; subscribers drop what they already have by seq.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from ..db.models import Run
 from ..events import Event, EventHub, run_topic
 from ..events.types import RUN_TOPIC_PREFIX, is_topic, run_id_of
 from ..runs import store
-from ..tasks import cancel_and_wait
+from ..tasks import cancel_and_wait, wait_event
 
 PAGE = 5_000
 STATUS_EVERY = 10  # ticks without new lines between looks at whether the run has ended
@@ -102,8 +101,7 @@ class RemoteLogFollower:
 
     async def _loop(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+            await wait_event(self._wake, self.poll_s)
             self._wake.clear()
             for run_id, followed in list(self.followed.items()):
                 try:

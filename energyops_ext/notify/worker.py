@@ -9,7 +9,6 @@ and told in the feed (a notification of category ``delivery``, which is itself n
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from ..config import Settings
 from ..db import Database, utcnow
 from ..events import Event, EventHub
 from ..feed import Pending, add_activity, add_notification, announce
-from ..tasks import cancel_and_wait
+from ..tasks import cancel_and_wait, wait_event
 from . import outbox
 from .channels import display_url, recognised
 from .outbox import Claimed
@@ -111,8 +110,7 @@ class DeliveryWorker:
                 raise
             except Exception:
                 self.log.exception("delivery worker pass failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+            await wait_event(self._wake, self.poll_s)
             self._wake.clear()
 
     # --- one pass ---

@@ -4,7 +4,6 @@ and recovery after a restart."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import shutil
@@ -26,7 +25,7 @@ from ..db.models import Activity, Notification, Run
 from ..events import DATASETS, RUNS, Event, EventHub, run_topic
 from ..feed import add_notification, announce
 from ..storage import Storage
-from ..tasks import cancel_and_wait
+from ..tasks import cancel_and_wait, wait_event
 from . import inputs as run_inputs
 from . import parameters as run_parameters
 from . import run_feed, store
@@ -502,8 +501,7 @@ class RunEngine:
         last = time.monotonic()
         while active.flushing:
             # the run's end wakes this at once: the final flush follows without a poll's wait
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(active.flushing_ends.wait(), min(interval, FLUSH_POLL_S))
+            await wait_event(active.flushing_ends, min(interval, FLUSH_POLL_S))
             if not active.flushing:
                 return
             due = time.monotonic() - last >= interval
@@ -580,8 +578,7 @@ class RunEngine:
         """Kill requests for runs of this server and queued runs other servers added:
         woken at once by a notification (PostgreSQL), else polled."""
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.poll_s)
+            await wait_event(self._wake, self.settings.poll_s)
             self._wake.clear()
             try:
                 await self._take_kill_requests()

@@ -11,7 +11,6 @@ milliseconds of its time, not within a poll.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -30,7 +29,7 @@ from ..errors import BadRequest
 from ..events import Event, EventHub
 from ..events.types import SCHEDULES
 from ..feed import add_activity, announce
-from ..tasks import cancel_and_wait
+from ..tasks import cancel_and_wait, wait_event
 from . import store
 from .cron import Cron, Due, due_slots, next_fires, parse_cron, zone
 from .fire import fire_due
@@ -115,8 +114,7 @@ class ScheduleService:
                 await self.tick()
             except Exception:
                 self.log.exception("EnergyOps schedule tick failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._sleep_s())
+            await wait_event(self._wake, self._sleep_s())
             self._wake.clear()
 
     def _sleep_s(self) -> float:

@@ -122,6 +122,8 @@ class Stack:
                 "--ServerApp.port_retries=0",
                 "--ServerApp.ip=127.0.0.1",
                 f"--ServerApp.root_dir={REPO}",
+                # a layout another test saved (a notebook open) would hide the launcher
+                f"--LabApp.workspaces_dir={self.workdir / 'lab-workspaces'}",
                 f"--IdentityProvider.token={self.token}",
                 f"--EnergyOpsIdentityProvider.operator_token={self.operator_token}",
                 "--ServerApp.identity_provider_class=energyops_ext.auth.EnergyOpsIdentityProvider",
