@@ -294,8 +294,10 @@ class Notification(Base):
 # --- datasets (DATA.md). Key columns are NOT NULL (empty string for "none") so upserts work. ---
 
 
-def _upload_fk() -> Mapped[int | None]:
-    return mapped_column(ForeignKey("uploads.id", ondelete="SET NULL"), index=True)
+def _upload_ref() -> Mapped[int | None]:
+    """The upload a row came from. No foreign key: see migration 0008 (the upload is written
+    in the row's transaction and never deleted; a per-row check cost bulk writes dearly)."""
+    return mapped_column(Integer)
 
 
 class MarketSnapshot(Base):
@@ -303,8 +305,8 @@ class MarketSnapshot(Base):
     __table_args__ = (UniqueConstraint("date", "block", "plant", "contract"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    upload_id: Mapped[int | None] = _upload_fk()
-    date: Mapped[Date] = mapped_column(index=True)
+    upload_id: Mapped[int | None] = _upload_ref()
+    date: Mapped[Date]
     block: Mapped[int] = mapped_column(SmallInteger)
     plant: Mapped[str] = mapped_column(String(128), default="")
     contract: Mapped[str] = mapped_column(String(128), default="")
@@ -331,7 +333,7 @@ class ExchangePrice(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    upload_id: Mapped[int | None] = _upload_fk()
+    upload_id: Mapped[int | None] = _upload_ref()
     market: Mapped[str] = mapped_column(String(8))  # DAM | RTM | GDAM
     date: Mapped[Date]
     block: Mapped[int] = mapped_column(SmallInteger)
@@ -346,13 +348,10 @@ class ExchangePrice(Base):
 
 class GeneratorSchedule(Base):
     __tablename__ = "generator_schedule"
-    __table_args__ = (
-        UniqueConstraint("date", "block", "plant_id", "contract"),
-        Index("ix_generator_schedule_date", "date"),
-    )
+    __table_args__ = (UniqueConstraint("date", "block", "plant_id", "contract"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    upload_id: Mapped[int | None] = _upload_fk()
+    upload_id: Mapped[int | None] = _upload_ref()
     date: Mapped[Date]
     block: Mapped[int] = mapped_column(SmallInteger)
     plant_id: Mapped[str] = mapped_column(String(128))
@@ -369,13 +368,10 @@ class GeneratorSchedule(Base):
 
 class ContractSchedule(Base):
     __tablename__ = "contract_schedule"
-    __table_args__ = (
-        UniqueConstraint("date", "block", "contract"),
-        Index("ix_contract_schedule_date", "date"),
-    )
+    __table_args__ = (UniqueConstraint("date", "block", "contract"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    upload_id: Mapped[int | None] = _upload_fk()
+    upload_id: Mapped[int | None] = _upload_ref()
     date: Mapped[Date]
     block: Mapped[int] = mapped_column(SmallInteger)
     contract: Mapped[str] = mapped_column(String(128))
@@ -389,13 +385,10 @@ class ContractSchedule(Base):
 
 class MarketBid(Base):
     __tablename__ = "market_bids"
-    __table_args__ = (
-        UniqueConstraint("date", "block", "plant_id", "market"),
-        Index("ix_market_bids_date", "date"),
-    )
+    __table_args__ = (UniqueConstraint("date", "block", "plant_id", "market"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    upload_id: Mapped[int | None] = _upload_fk()
+    upload_id: Mapped[int | None] = _upload_ref()
     date: Mapped[Date]
     block: Mapped[int] = mapped_column(SmallInteger)
     plant_id: Mapped[str] = mapped_column(String(128))
@@ -415,13 +408,10 @@ class StorageSchedule(Base):
     """Battery / pumped-hydro positions, the input of SO (storage) models."""
 
     __tablename__ = "storage_schedule"
-    __table_args__ = (
-        UniqueConstraint("date", "block", "region", "state", "storage_type"),
-        Index("ix_storage_schedule_date", "date"),
-    )
+    __table_args__ = (UniqueConstraint("date", "block", "region", "state", "storage_type"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    upload_id: Mapped[int | None] = _upload_fk()
+    upload_id: Mapped[int | None] = _upload_ref()
     date: Mapped[Date]
     block: Mapped[int] = mapped_column(SmallInteger)
     region: Mapped[str] = mapped_column(String(128), default="")

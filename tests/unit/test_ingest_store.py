@@ -103,3 +103,31 @@ def test_a_key_committed_between_look_and_insert_is_upserted(
     assert result == [StoreResult(95, 1, 0)]
     prices = {r[1]: r[2] for r in stored(database)}
     assert len(prices) == 96 and prices[5] == 3005.0
+
+
+AWKWARD = ["tab\there", "line\nbreak", "cr\rreturn", "back\\slash", "\\N", "\\.", "ünï €", ""]
+
+
+def test_every_value_reads_back_as_written_through_the_bulk_path(database: Database) -> None:
+    """COPY's text format escapes tab, newline, CR and backslash; a literal ``\\N`` is text,
+    not NULL; floats come back as the same doubles; missing stays NULL."""
+    frame = rows()
+    n = len(AWKWARD)
+    frame.loc[: n - 1, "plant_name"] = AWKWARD
+    frame.loc[n, "plant_name"] = None
+    frame.loc[: n - 1, "state"] = AWKWARD[::-1]
+    frame["rtm_price"] = [0.1 + 0.2, 1e-300, 12345678.123456789, -0.0, float("nan")] * 19 + [7.0]
+    assert store(database, frame) == StoreResult(96, 0, 0)
+    with database.read_engine.connect() as conn:
+        got = conn.execute(
+            select(M.block, M.plant_name, M.state, M.rtm_price, M.updated_at).order_by(M.block)
+        ).all()
+    assert [r.plant_name for r in got[:n]] == AWKWARD
+    assert got[n].plant_name is None
+    assert [r.state for r in got[:n]] == AWKWARD[::-1]
+    for row, expected in zip(got, frame["rtm_price"], strict=True):
+        if expected != expected:
+            assert row.rtm_price is None
+        else:
+            assert row.rtm_price == expected
+    assert {r.updated_at for r in got} == {NOW}
