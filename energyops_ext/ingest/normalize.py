@@ -146,13 +146,14 @@ def summary_start(data: pd.DataFrame, width: int = 3) -> int | None:
         cells = data[col]
         if pd.api.types.is_numeric_dtype(cells.dtype):
             continue
-        text = cells.dropna()
-        first = text.to_numpy(dtype=str).astype("U1")
-        words = text[np.char.isalpha(first)].astype(str)  # only cells that start with a letter
-        if words.empty:
-            continue
-        found = words.map(normalize_header).isin(SUMMARY_WORDS)
-        flags[data.index.get_indexer(found[found].index)] = True
+        # each distinct cell once: only those that start with a letter can name a summary
+        codes, distinct = pd.factorize(cells.to_numpy(dtype=object))
+        summary = [
+            isinstance(v, str) and v[:1].isalpha() and normalize_header(v) in SUMMARY_WORDS
+            for v in distinct
+        ]
+        if any(summary):
+            flags |= np.array([*summary, False])[codes]  # code -1 (missing) is not
     hits = np.flatnonzero(flags)
     if not len(hits):
         return None

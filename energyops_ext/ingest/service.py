@@ -27,6 +27,7 @@ from ..db.models import Upload
 from ..errors import BadRequest, Invalid
 from ..events import DATASETS, Event, EventHub
 from ..feed import Pending, add_activity, add_notification, announce
+from ..gcpause import cyclic_gc_paused
 from ..storage import Storage
 from .kinds import KindCheck, check_sheet
 from .normalize import Normalized, normalize
@@ -168,6 +169,10 @@ class IngestService:
 
     def prepare(self, request: UploadRequest) -> Prepared:
         """Read, normalize and validate (no database); keep the file unless it is a dry run."""
+        with cyclic_gc_paused():
+            return self._prepare(request)
+
+    def _prepare(self, request: UploadRequest) -> Prepared:
         kind = get_kind(request.kind)
         if request.mode not in MODES:
             raise BadRequest(
@@ -246,6 +251,10 @@ class IngestService:
 
     def commit(self, session: Session, prepared: Prepared) -> tuple[dict[str, Any], Pending]:
         """Record the upload and store its rows in the caller's transaction."""
+        with cyclic_gc_paused():
+            return self._commit(session, prepared)
+
+    def _commit(self, session: Session, prepared: Prepared) -> tuple[dict[str, Any], Pending]:
         report, request, kind = prepared.report, prepared.request, prepared.kind
         if request.strict and prepared.strict_failures:
             report["status"] = "rejected"
