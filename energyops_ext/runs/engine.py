@@ -34,7 +34,7 @@ from .executors import Executor
 from .logs import Batch, Line, LineGroup, RunLog, new_line
 from .procs import process_backend
 from .results import RESULTS_FILE, write_results
-from .run_errors import RunErrors
+from .run_errors import Ending, Notices, RunErrors
 from .runner import RunProcess, spare_bwrap, terminate_tree
 from .sandbox import (
     NOTEBOOK_OUTPUT,
@@ -457,18 +457,21 @@ class RunEngine:
         self.hub.publish(Event(RUNS, "run.finished", {"run_id": run_id, **finished, "run": data}))
 
     async def announce_end(self, run_id: int) -> None:
-        """The activity and events of a run that ended without running here (failed, or
-        killed, before its executor started it)."""
+        """The activity, the end notification and the events of a run that ended without
+        running here (failed, or killed, before its executor started it)."""
 
-        def write(session: Session) -> tuple[dict[str, Any], Activity]:
+        def write(session: Session) -> tuple[dict[str, Any], Activity, list[Notification]]:
             run = store.get_run(session, run_id)
             user = run.kill_requested_by if run.status == "killed" else None
             title = run_feed.end_title(run)
             activity = run_feed.end_activity(session, run, title, user or run.requested_by)
-            return store.run_json(run), activity
+            reason = run.status_reason or run.status
+            told = run_feed.end_notification(session, run, title, reason, Ending(Notices()))
+            session.flush()
+            return store.run_json(run), activity, [told] if told is not None else []
 
-        data, activity = await self.db.write(write)
-        announce(self.hub, [activity])
+        data, activity, notes = await self.db.write(write)
+        announce(self.hub, [activity], notes)
         self.hub.publish(Event(run_topic(run_id), "run.status", data))
         finished = {k: data[k] for k in ("status", "exit_code", "runtime_ms", "objective_value")}
         self.hub.publish(Event(RUNS, "run.finished", {"run_id": run_id, **finished, "run": data}))

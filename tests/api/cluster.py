@@ -64,11 +64,14 @@ class Node:
         assert response.status_code == status, (path, response.status_code, response.text)
         return response.json() if response.text else None
 
-    def upload_script(self, name: str, source: str, kind: str = "test") -> dict[str, Any]:
+    def upload_script(
+        self, name: str, source: str, kind: str = "test", model_type: str | None = None
+    ) -> dict[str, Any]:
+        form = {"kind": kind, **({"model_type": model_type} if model_type else {})}
         response = requests.post(
             self.server.url("scripts"),
             headers=self.server.headers,
-            data={"kind": kind},
+            data=form,
             files={"file": (name, source.encode(), "text/x-python")},
             timeout=30,
         )

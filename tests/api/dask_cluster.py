@@ -45,7 +45,9 @@ class DaskCluster:
             [DASK, "scheduler", "--host", "127.0.0.1", "--port", str(self.port), "--no-dashboard"],
         )
 
-    def start_worker(self, name: str) -> None:
+    def start_worker(self, name: str, resources: str | None = None) -> None:
+        """``resources``: what the worker declares, e.g. ``"DMO=1"`` (``--resources``)."""
+        more = ["--resources", resources] if resources else []
         self.workers[name] = self._spawn(
             name,
             [
@@ -60,6 +62,7 @@ class DaskCluster:
                 "--no-nanny",
                 "--host",
                 "127.0.0.1",
+                *more,
             ],
         )
 
@@ -76,6 +79,25 @@ class DaskCluster:
                 pass
             assert time.monotonic() < deadline, self.logs()
             time.sleep(0.2)
+
+    def task_states(self) -> dict[str, str]:
+        """Every task the scheduler holds: key → state (``no-worker``, ``processing``, ...)."""
+
+        def states(dask_scheduler: Any) -> dict[str, str]:
+            return {str(key): str(task.state) for key, task in dask_scheduler.tasks.items()}
+
+        with Client(self.address, timeout=5) as client:
+            found: dict[str, str] = client.run_on_scheduler(states)
+            return found
+
+    def executed(self, address: str) -> int:
+        """How many tasks the worker at ``address`` has executed since it started."""
+
+        def count(dask_worker: Any) -> int:
+            return int(dask_worker.state.executed_count)
+
+        with Client(self.address, timeout=5) as client:
+            return int(client.run(count, workers=[address])[address])
 
     def kill_worker(self, name: str) -> None:
         process = self.workers.pop(name)

@@ -260,3 +260,154 @@ def test_a_hundred_thousand_lines_from_a_worker_arrive_whole_and_in_order(
                 break
             after = page["next_after"]
         assert paged == list(range(1, total + 1))
+
+
+# a DMO model that says it is up (with a token pgrep can find), then waits argv[2] seconds
+DMO_WAITER = """import sys, time
+print("up", sys.argv[1], flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+DMO_ONLY = {"DMO": {"DMO": 1}}  # dask_resources: DMO runs need a worker with DMO
+
+
+def _run_feed(node: Node, run_id: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The run's activities and notifications, oldest first."""
+    activities = node.get("activities", type="run", limit=100)["items"]
+    notes = node.get("notifications", limit=100)["items"]
+
+    def mine(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        found = [r for r in rows if r["entity_type"] == "run" and r["entity_id"] == run_id]
+        return sorted(found, key=lambda r: int(r["id"]))
+
+    return mine(activities), mine(notes)
+
+
+def _of_run(frames: list[dict[str, Any]], run_id: int) -> list[tuple[str, str]]:
+    """(type, status) of the frames about ``run_id`` on the runs and notifications topics."""
+    found = []
+    for frame in frames:
+        data = frame.get("data") or {}
+        if frame.get("topic") == "runs" and data.get("run_id", data.get("id")) == run_id:
+            found.append((frame["type"], str(data.get("status"))))
+        elif frame.get("topic") == "notifications" and data.get("entity_id") == run_id:
+            found.append((frame["type"], str(data.get("status") or data.get("type"))))
+    return found
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_run_killed_before_any_worker_takes_it_never_runs(
+    tmp_path: Path, backend: str
+) -> None:
+    """The only worker lacks the DMO resource, so Dask holds the run's task (``no-worker``)
+    while EnergyOps shows the run handed over. A kill then ends it ``killed`` at once, with
+    one activity, one notification and the events; when a worker with DMO joins, the killed
+    run's task is gone: the worker runs a later DMO run and nothing of the killed one."""
+    lone = DaskCluster(tmp_path / "dask")
+    lone.start_scheduler()
+    frames: list[dict[str, Any]] = []
+    try:
+        lone.start_worker("plain")
+        (plain,) = (await asyncio.to_thread(lone.wait_workers, 1)).values()
+        settings = dask_settings(lone.address, dask_resources=DMO_ONLY)
+        with cluster(tmp_path, backend, 1, energyops=settings) as (a,):
+            model = await asyncio.to_thread(
+                a.upload_script, "dmo_waiter.py", DMO_WAITER, "model", "DMO"
+            )
+            events = await a.events()
+            await events.subscribe("runs", "notifications")
+
+            async def listen() -> None:
+                while (frame := await events.recv(within=300)) is not None:
+                    frames.append(frame)
+
+            listener = asyncio.ensure_future(listen())
+            try:
+                token = f"never-{backend}-{time.time_ns()}"
+                run = await asyncio.to_thread(a.run, model["id"], args=[token, "60"])
+                run_id = run["id"]
+                prefix = f"energyops-run-{run_id}-"
+
+                def handed_over() -> list[str]:
+                    return [s for k, s in lone.task_states().items() if k.startswith(prefix)]
+
+                deadline = time.monotonic() + 30
+                while handed_over() != ["no-worker"]:
+                    assert time.monotonic() < deadline, (
+                        lone.task_states(),
+                        a.get(f"runs/{run_id}"),
+                    )
+                    await asyncio.sleep(0.1)
+                waiting = await asyncio.to_thread(a.get, f"runs/{run_id}")
+                assert (waiting["status"], waiting["executor"], waiting["worker"]) == (
+                    "running",
+                    "dask",
+                    None,
+                )
+                assert waiting["server_id"] == a.id and waiting["pid"] is None
+
+                asked = time.monotonic()
+                answer = await asyncio.to_thread(a.delete, f"runs/{run_id}")
+                assert answer["kill_requested_by"] == "quant"
+                killed = await asyncio.to_thread(a.finished, run_id, 10)
+                assert time.monotonic() - asked < 3.0
+                assert killed["status"] == "killed"
+                assert (
+                    killed["status_reason"] == "killed by quant before it started on a Dask worker"
+                )
+                assert killed["pid"] is None and killed["worker"] is None
+                assert killed["started_at"] is None and killed["runtime_ms"] is None
+                assert killed["line_count"] == 0 and a.lines(run_id) == []
+                deadline = time.monotonic() + 10
+                while handed_over():  # the task is cancelled: Dask forgets it
+                    assert time.monotonic() < deadline, lone.task_states()
+                    await asyncio.sleep(0.1)
+
+                title = f"Run {run_id} of dmo_waiter.py v1 killed"
+                activities, notes = await asyncio.to_thread(_run_feed, a, run_id)
+                assert [(x["action"], x["user"]) for x in activities] == [
+                    ("queued", "quant"),
+                    ("killed", "quant"),
+                ]
+                assert activities[-1]["title"] == title
+                assert [(n["type"], n["title"], n["message"]) for n in notes] == [
+                    ("run_killed", title, "killed by quant before it started on a Dask worker")
+                ]
+                deadline = time.monotonic() + 5
+                while ("run.finished", "killed") not in _of_run(frames, run_id):
+                    assert time.monotonic() < deadline, _of_run(frames, run_id)
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(0.5)
+                seen = _of_run(frames, run_id)
+                assert seen.count(("run.finished", "killed")) == 1, seen
+                assert seen.count(("activity.new", "killed")) == 1, seen
+                assert seen.count(("notification.new", "run_killed")) == 1, seen
+
+                # a worker that fits joins; a later DMO run shows it takes DMO tasks
+                later = await asyncio.to_thread(
+                    a.run, model["id"], args=[f"later-{time.time_ns()}", "0"]
+                )
+                lone.start_worker("dmo", resources="DMO=1")
+                joined = await asyncio.to_thread(lone.wait_workers, 2)
+                done = await asyncio.to_thread(a.finished, later["id"], 60)
+                assert done["status"] == "succeeded" and done["worker"] == joined["dmo"]
+                await asyncio.sleep(2.0)  # time enough for Dask to hand the killed run out too
+                assert await asyncio.to_thread(lone.executed, joined["dmo"]) == 1
+                assert await asyncio.to_thread(lone.executed, plain) == 0
+                assert not any(k.startswith(prefix) for k in lone.task_states())
+                still = await asyncio.to_thread(a.get, f"runs/{run_id}")
+                assert still == killed
+                assert await asyncio.to_thread(_run_feed, a, run_id) == (activities, notes)
+                seen = _of_run(frames, run_id)
+                assert seen.count(("run.finished", "killed")) == 1, seen
+                assert [f for f in seen if f[0] == "run.started"] == []
+                workers_rows = [
+                    s for s in a.get("servers")["items"] if s["executor"] == "dask-worker"
+                ]
+                assert len(workers_rows) == 1  # the later run's task; the killed one never ran
+                assert survivors(token) == []
+            finally:
+                listener.cancel()
+                await asyncio.gather(listener, return_exceptions=True)
+                events.close()
+    finally:
+        lone.stop()

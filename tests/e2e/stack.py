@@ -67,9 +67,12 @@ def stop(process: subprocess.Popen[bytes] | None) -> None:
 
 
 class Stack:
-    def __init__(self, workdir: Path, days: int = 3) -> None:
+    def __init__(self, workdir: Path, days: int = 3, root_dir: Path = REPO) -> None:
+        """``root_dir``: the folder Lab serves (this checkout unless a test gives a copy,
+        where Lab may save a notebook it ran)."""
         self.workdir = workdir
         self.days = days
+        self.root_dir = root_dir
         self.data_dir = workdir / "data"
         self.token = secrets.token_hex(24)
         self.operator_token = secrets.token_hex(24)
@@ -121,7 +124,7 @@ class Stack:
                 f"--port={self.port}",
                 "--ServerApp.port_retries=0",
                 "--ServerApp.ip=127.0.0.1",
-                f"--ServerApp.root_dir={REPO}",
+                f"--ServerApp.root_dir={self.root_dir}",
                 # a layout another test saved (a notebook open) would hide the launcher
                 f"--LabApp.workspaces_dir={self.workdir / 'lab-workspaces'}",
                 f"--IdentityProvider.token={self.token}",

@@ -18,6 +18,14 @@ from energyops_ext.widgets import EnergyOpsAPIError, EnergyOpsClient
 from energyops_ext.widgets.buffer import format_number
 from tests.ingest_files import SNAPSHOT_HEADER, csv_bytes, snapshot_rows
 
+from .market_chart import (
+    CHART_FACTS,
+    assert_market_chart,
+    bar_heights,
+    chart_drawn,
+    hover_shows_block,
+    no_widget_errors,
+)
 from .stack import BROWSER_ARGS, REPO, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -122,89 +130,13 @@ def open_dashboard(browser: Any, url: str, selector: str) -> tuple[Any, float, f
     return page, first_paint, time.monotonic() - started
 
 
-def no_widget_errors(page: Any) -> None:
-    assert page.locator(".jupyter-widgets-error-widget").count() == 0
-    assert page.get_by_text("Error displaying widget").count() == 0
-    assert page.locator('[data-mime-type="application/vnd.jupyter.stderr"]').count() == 0
-
-
-CHART_FACTS = """() => {
-  const chart = document.querySelector('.eo-market-chart');
-  const box = (el) => { const r = el.getBoundingClientRect();
-    return {top: r.top, bottom: r.bottom, left: r.left, right: r.right}; };
-  const axes = [...chart.querySelectorAll('g.axis')].map((axis) => ({
-    label: (axis.querySelector('text.axislabel') || {}).textContent || '',
-    ticks: [...axis.querySelectorAll('.tick')].map((tick) => ({
-      text: tick.querySelector('text').textContent,
-      y: (box(tick).top + box(tick).bottom) / 2,
-    })),
-  }));
-  const groups = [...chart.querySelectorAll('g.bargroup')].map((group) =>
-    [...group.querySelectorAll('rect.bar')].map((rect) => ({
-      height: Number(rect.getAttribute('height')),
-      opacity: Number(getComputedStyle(rect).opacity),
-    })));
-  const legend = document.querySelector('.eo-chart-legend');
-  return {
-    axes, groups,
-    svgLegends: chart.querySelectorAll('.g_legend text.legendtext').length,
-    legend: legend ? box(legend) : null,
-    plot: box(chart.querySelector('.plotarea_background')),
-  };
-}"""
-
-
-def bar_heights(groups: list[list[dict[str, float]]]) -> list[list[float]]:
-    """Heights of the drawn MW bars, one list per block (the invisible hover band left out)."""
-    return [[r["height"] for r in g] for g in groups if g and all(r["opacity"] > 0 for r in g)]
-
-
-def assert_heights_follow(heights: list[list[float]], values: list[list[float]]) -> None:
-    """Every bar is ``k`` pixels per MW, one ``k`` for all (within a pixel)."""
-    assert len(heights) == len(values) == 96
-    flat_h = [h for block in heights for h in block]
-    flat_v = [v for block in values for v in block]
-    assert len(flat_h) == len(flat_v)
-    k = max(flat_h) / max(flat_v)
-    assert max(flat_h) > 100, "the tallest bar should fill most of the plot"
-    for h, v in zip(flat_h, flat_v, strict=True):
-        assert abs(h - k * v) <= 1.0, (h, v, k)
-
-
 def test_market_dashboard_in_chromium(stack: Stack, browser: Any, tmp_path: Path) -> None:
     page, _paint, _chart = open_dashboard(
         browser, stack.page("market.ipynb"), ".eo-market-chart svg path.line"
     )
     latest = stack.api("GET", "market/snapshot")["to"]
     rows = stack.api("GET", f"market/snapshot?date={latest}")["rows"]
-    priced = sum(1 for r in rows if r["dam_price"] is not None)
-    page.wait_for_function(
-        "() => { const p = document.querySelector('.eo-market-chart svg path.line');"
-        " return p && (p.getAttribute('d') || '').length > 100; }",
-        timeout=30_000,
-    )
-    d = page.locator(".eo-market-chart svg path.line").first.get_attribute("d") or ""
-    points = d.count("L") + d.count("M")
-    assert points == priced
-    if len(rows) == 96 and priced == 96:
-        assert points == 96
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('.eo-market-chart rect.bar')]"
-        ".some((r) => Number(r.getAttribute('height')) > 0)",
-        timeout=30_000,
-    )
-    facts = page.evaluate(CHART_FACTS)
-    values = [[r["scheduled_mw"] or 0.0, r["model_result_mw"] or 0.0] for r in rows]
-    assert_heights_follow(bar_heights(facts["groups"]), values)
-
-    by_label = {a["label"]: a for a in facts["axes"]}
-    hours = [t["text"] for t in by_label["Time of day (IST)"]["ticks"]]
-    assert hours == [f"{h:02d}:00" for h in range(0, 25, 3)]
-    price_zero = [t["y"] for t in by_label["Rs/MWh"]["ticks"] if t["text"] == "0"]
-    mw_zero = [t["y"] for t in by_label["MW"]["ticks"] if t["text"] == "0"]
-    assert price_zero and mw_zero and abs(price_zero[0] - mw_zero[0]) <= 1.5  # one zero line
-    assert facts["svgLegends"] == 0 and facts["legend"] is not None
-    assert facts["legend"]["bottom"] <= facts["plot"]["top"]  # the legend is above the lines
+    assert_market_chart(chart_drawn(page, rows), rows)
 
     stats = stack.api("GET", f"market/stats?date={latest}")
     cards = {
@@ -223,11 +155,7 @@ def test_market_dashboard_in_chromium(stack: Stack, browser: Any, tmp_path: Path
     foot = page.locator(".eo-card-foot").inner_text()
     assert foot == f"last updated {updated:%Y-%m-%d %H:%M} IST", foot
 
-    # hovering a block shows its time of day and block number
-    band = page.locator(".eo-market-chart g.bargroup").nth(96 + 36).locator("rect.bar")
-    band.hover()
-    page.wait_for_selector(".eo-chart-hover:has-text('block 37')", timeout=10_000)
-    assert "09:00-09:15" in page.locator(".eo-chart-hover").inner_text()
+    hover_shows_block(page, 37, "09:00-09:15")
 
     assert page.locator("a.eo-download[download]").count() == 1
     no_widget_errors(page)

@@ -17,6 +17,7 @@ import pytest
 from energyops_ext.widgets import EnergyOpsAPIError, EnergyOpsClient
 
 from . import test_dashboards as dashboards
+from .market_chart import no_widget_errors
 from .stack import REPO, Stack, free_port, stop, wait_http
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -165,5 +166,5 @@ def test_workbench_runs_list_kill_per_run_and_delete_question(
         with pytest.raises(EnergyOpsAPIError) as gone:
             quant.run(run_id)
         assert gone.value.status == 404
-    dashboards.no_widget_errors(page)
+    no_widget_errors(page)
     page.close()

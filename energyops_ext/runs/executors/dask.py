@@ -193,10 +193,12 @@ def _untaken_kills(session: Session, run_ids: list[int], me: str) -> list[tuple[
 
 
 def _end_untaken(session: Session, run_id: int, me: str, status: str, reason: str) -> bool:
+    """End a run no worker took over. It never started: the claim's ``started_at`` goes, as
+    for a queued run that is cancelled."""
     result = session.execute(
         update(Run)
         .where(Run.id == run_id, store.owned(me))
-        .values(status=status, status_reason=reason, finished_at=utcnow())
+        .values(status=status, status_reason=reason, started_at=None, finished_at=utcnow())
     )
     return getattr(result, "rowcount", 0) == 1
 
