@@ -24,6 +24,7 @@ from .parse import (
     parse_datetimes,
     parse_hours,
     parse_numbers,
+    per_distinct,
 )
 from .schemas import SUMMARY_WORDS, DatasetKind, alias_table, normalize_header
 
@@ -266,21 +267,21 @@ def _derive_time(frame: pd.DataFrame, kind: DatasetKind, result: Normalized) -> 
     """date and block (and ``_hour`` for hourly rows) from date / block / timestamp / hour."""
     stamp = stamp_timed = None
     if "raw:timestamp" in frame:
-        stamp, stamp_timed = parse_datetimes(frame["raw:timestamp"])
+        stamp, stamp_timed = per_distinct(parse_datetimes, frame["raw:timestamp"])
         if stamp.isna().all() and frame["raw:timestamp"].notna().any() and "raw:block" not in frame:
             frame["raw:block"] = frame.pop("raw:timestamp")  # a "Time Period" of ranges
             stamp = stamp_timed = None
     if "raw:date" in frame:
-        frame["date"] = parse_datetimes(frame["raw:date"])[0].dt.normalize()
+        frame["date"] = per_distinct(parse_datetimes, frame["raw:date"])[0].dt.normalize()
     elif stamp is not None:
         frame["date"] = stamp.dt.normalize()
     else:
         frame["date"] = pd.NaT
     timed = stamp is not None and stamp_timed is not None and bool(stamp_timed.any())
     if "raw:block" in frame:
-        blocks = parse_blocks(frame["raw:block"])
+        blocks = per_distinct(parse_blocks, frame["raw:block"])
         if frame["date"].isna().all():
-            frame["date"] = parse_datetimes(frame["raw:block"])[0].dt.normalize()
+            frame["date"] = per_distinct(parse_datetimes, frame["raw:block"])[0].dt.normalize()
         if timed and stamp is not None and stamp_timed is not None:
             from_stamp = block_of_minutes(stamp.dt.hour * 60 + stamp.dt.minute).where(stamp_timed)
             disagree = from_stamp.notna() & (from_stamp != blocks)
@@ -302,7 +303,7 @@ def _derive_time(frame: pd.DataFrame, kind: DatasetKind, result: Normalized) -> 
             frame["block"] = block_of_minutes(minutes)
         return
     if "raw:hour" in frame:
-        frame["_hour"] = parse_hours(frame["raw:hour"])
+        frame["_hour"] = per_distinct(parse_hours, frame["raw:hour"])
         return
     frame["block"] = 1.0 if stamp is not None else np.nan
 

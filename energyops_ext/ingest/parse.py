@@ -7,12 +7,14 @@ times from spreadsheets) and returns parsed values with NaN / NaT where a cell i
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+P = TypeVar("P", pd.Series, tuple[pd.Series, pd.Series])
 EXCEL_EPOCH = pd.Timestamp("1899-12-30")
 BLOCKS_PER_DAY = 96
 MINUTES_PER_BLOCK = 15
@@ -89,6 +91,30 @@ def _distinct(text: pd.Series) -> tuple[npt.NDArray[np.intp], pd.Series]:
 def _spread(parsed: pd.Series, codes: npt.NDArray[np.intp], index: pd.Index) -> pd.Series:
     """The values parsed per distinct cell, back in the order and index of the cells."""
     return pd.Series(parsed.to_numpy()[codes], index=index, dtype=parsed.dtype)
+
+
+def per_distinct(parse: Callable[[pd.Series], P], cells: pd.Series) -> P:
+    """``parse(cells)`` with each distinct cell parsed once, when cells repeat: a year of
+    blocks holds 366 dates and 96 block labels in 35,136 rows, each through several parsers.
+    ``parse`` must read cells one by one (a column-wide choice such as a format or a shift
+    comes out the same over the distinct cells); it returns a Series or a tuple of them."""
+    if cells.dtype != object or len(cells) < _DISTINCT_MIN_ROWS:
+        return parse(cells)
+    found: npt.NDArray[np.intp]
+    uniques: pd.Series
+    found, uniques = _distinct(cells)
+    if len(uniques) * 4 > len(cells):
+        return parse(cells)
+    # a missing cell (code -1) parses as one more distinct cell
+    codes: npt.NDArray[np.intp] = np.where(found < 0, len(uniques), found)
+    values: list[Any] = [*uniques, None]
+    parsed = parse(pd.Series(values, dtype=object))
+    if isinstance(parsed, pd.Series):
+        return _spread(parsed, codes, cells.index)
+    return cast(P, tuple(_spread(part, codes, cells.index) for part in parsed))
+
+
+_DISTINCT_MIN_ROWS = 1000
 
 
 def blank_to_na(cells: pd.Series) -> pd.Series:

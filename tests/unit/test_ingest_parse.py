@@ -16,6 +16,7 @@ from energyops_ext.ingest.parse import (
     parse_datetimes,
     parse_hours,
     parse_numbers,
+    per_distinct,
 )
 from energyops_ext.ingest.schemas import KINDS, alias_table, normalize_header
 
@@ -164,3 +165,23 @@ def test_exchange_aliases() -> None:
     assert table[normalize_header("MCP (Rs/MWh) *")] == "mcp"
     assert table[normalize_header("Final Scheduled Volume (MW)")] == "fsv_mw"
     assert table[normalize_header("MCV (MW)")] == "mcv_mw"
+
+
+# a column as a year of blocks holds it: few distinct cells, repeated, some missing, mixed kinds
+REPEATED = [
+    "01-04-2023", "00:00 - 00:15", 5, 5.0, None, "  ", "23:45-24:00", "2024-02-29 09:15:00",
+    dt.datetime(2023, 4, 1, 0, 15), dt.time(9, 15), "1,234.5", "-", 0, 23, "x", float("nan"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("parse", [parse_blocks, parse_hours, parse_datetimes, parse_numbers])
+def test_parsing_each_distinct_cell_once_gives_what_parsing_every_cell_gives(parse: object) -> None:
+    cells = pd.Series(REPEATED * 200, dtype=object, index=range(7, 7 + len(REPEATED) * 200))
+    assert callable(parse)
+    whole, once = parse(cells), per_distinct(parse, cells)
+    for got, expected in zip(
+        once if isinstance(once, tuple) else (once,),
+        whole if isinstance(whole, tuple) else (whole,),
+        strict=True,
+    ):
+        pd.testing.assert_series_equal(got, expected)
