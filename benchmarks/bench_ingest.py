@@ -7,7 +7,7 @@
   rows into an empty table. Baselines, measured interleaved with ours in each repetition:
   xlsx - a bare python_calamine read of the same bytes; csv - a bare pandas ``read_csv`` plus
   the raw bulk insert of the same rows into the same table (sqlite3 executemany of ready-made
-  tuples / psycopg COPY of ready-made text, the drivers' fastest paths);
+  tuples / psycopg binary COPY of the ready-made stream, the drivers' fastest paths);
 - stats: p99 of /market/stats queries (a day, a month) over three years, vs the same aggregate
   as raw driver SQL;
 - export: a year as csv through the streaming exporter vs pandas ``to_csv`` of the same rows.
@@ -211,10 +211,10 @@ def _upload_record(session: Session, kind: str) -> int:
 class RawRows:
     """The rows an upload stores, made ready outside any timing for the raw insert baseline:
     the same values, the same ``upload_id`` (a real upload record) and ``updated_at`` as our
-    path binds them, as COPY text (PostgreSQL) or tuples (SQLite executemany)."""
+    path binds them, as the binary COPY stream (PostgreSQL) or tuples (SQLite executemany)."""
 
     columns: list[str]
-    text: list[str]
+    blocks: list[bytes]
     tuples: list[tuple[Any, ...]]
 
     def insert(self, service: IngestService, table: str) -> None:
@@ -223,9 +223,10 @@ class RawRows:
             assert raw is not None
             names = ", ".join(self.columns)
             if conn.dialect.name == "postgresql":
-                with raw.cursor() as cur, cur.copy(f"COPY {table} ({names}) FROM STDIN") as cp:
-                    for chunk in self.text:
-                        cp.write(chunk)
+                statement = f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)"
+                with raw.cursor() as cur, cur.copy(statement) as cp:
+                    for block in self.blocks:
+                        cp.write(block)
                 return
             marks = ", ".join("?" for _ in self.columns)
             raw.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", self.tuples)
@@ -239,8 +240,11 @@ def _raw_rows(service: IngestService, upload: Upload) -> RawRows:
     stamp = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
     now = utcnow()
     upload_id = service.db.write_sync(functools.partial(_upload_record, kind=kind.name))
-    rows = store.Rows(frame, columns, (upload_id, stamp(now) if stamp else now))
-    return RawRows([*columns, "upload_id", "updated_at"], list(rows.copy_text()), rows.tuples())
+    rows = store.Rows(frame, columns, kind.table, (upload_id, stamp(now) if stamp else now))
+    extra = ["upload_id", "updated_at"]
+    if dialect.name == "postgresql":
+        return RawRows([*columns, *extra], list(rows.copy_binary(extra)), [])
+    return RawRows([*columns, *extra], [], rows.tuples())
 
 
 def _bare_read(upload: Upload) -> Callable[[], object]:

@@ -327,10 +327,7 @@ class MarketSnapshot(Base):
 
 class ExchangePrice(Base):
     __tablename__ = "exchange_prices"
-    __table_args__ = (
-        UniqueConstraint("market", "date", "block", "area"),
-        Index("ix_exchange_prices_date", "date"),
-    )
+    __table_args__ = (UniqueConstraint("date", "block", "market", "area"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     upload_id: Mapped[int | None] = _upload_ref()

@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import Connection, select, text
 
 from energyops_ext.db import Database
-from energyops_ext.db.models import MarketSnapshot
+from energyops_ext.db.models import DATASET_MODELS, MarketSnapshot
 from energyops_ext.ingest.schemas import get_kind
-from energyops_ext.ingest.store import StoreResult, store_rows
+from energyops_ext.ingest.store import StoreResult, _pg_types, store_rows
 
 KIND = get_kind("market-snapshot")
 DAY = date(2024, 4, 13)
@@ -131,3 +131,9 @@ def test_every_value_reads_back_as_written_through_the_bulk_path(database: Datab
         else:
             assert row.rtm_price == expected
     assert {r.updated_at for r in got} == {NOW}
+
+
+def test_every_dataset_column_has_a_binary_copy_layout() -> None:
+    for model in DATASET_MODELS.values():
+        types = _pg_types(model.__tablename__)
+        assert set(types) == {c.name for c in model.__table__.columns}
