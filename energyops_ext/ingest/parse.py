@@ -98,7 +98,8 @@ def per_distinct(parse: Callable[[pd.Series], P], cells: pd.Series) -> P:
     blocks holds 366 dates and 96 block labels in 35,136 rows, each through several parsers.
     ``parse`` must read cells one by one (a column-wide choice such as a format or a shift
     comes out the same over the distinct cells); it returns a Series or a tuple of them."""
-    if cells.dtype != object or len(cells) < _DISTINCT_MIN_ROWS:
+    text = pd.api.types.is_string_dtype(cells.dtype)  # object, or pandas' str
+    if not text or len(cells) < _DISTINCT_MIN_ROWS:
         return parse(cells)
     found: npt.NDArray[np.intp]
     uniques: pd.Series
