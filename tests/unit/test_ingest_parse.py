@@ -174,9 +174,8 @@ REPEATED = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("parse", [parse_blocks, parse_hours, parse_datetimes, parse_numbers])
-def test_parsing_each_distinct_cell_once_gives_what_parsing_every_cell_gives(parse: object) -> None:
-    cells = pd.Series(REPEATED * 200, dtype=object, index=range(7, 7 + len(REPEATED) * 200))
+def assert_parsed_alike(parse: object, cells: pd.Series) -> None:
+    """Parsing each distinct cell once gives what parsing every cell gives."""
     assert callable(parse)
     whole, once = parse(cells), per_distinct(parse, cells)
     for got, expected in zip(
@@ -185,17 +184,16 @@ def test_parsing_each_distinct_cell_once_gives_what_parsing_every_cell_gives(par
         strict=True,
     ):
         pd.testing.assert_series_equal(got, expected)
+
+
+@pytest.mark.parametrize("parse", [parse_blocks, parse_hours, parse_datetimes, parse_numbers])
+def test_parsing_each_distinct_cell_once_gives_what_parsing_every_cell_gives(parse: object) -> None:
+    cells = pd.Series(REPEATED * 200, dtype=object, index=range(7, 7 + len(REPEATED) * 200))
+    assert_parsed_alike(parse, cells)
 
 
 @pytest.mark.parametrize("parse", [parse_blocks, parse_hours, parse_datetimes, parse_numbers])
 def test_text_columns_are_parsed_once_per_distinct_cell_too(parse: object) -> None:
     labels = [block_label(b).replace("-", " - ") for b in range(1, 97)] + ["1,5", None, " "]
     cells = pd.Series(labels * 50, dtype="str")
-    assert callable(parse)
-    whole, once = parse(cells), per_distinct(parse, cells)
-    for got, expected in zip(
-        once if isinstance(once, tuple) else (once,),
-        whole if isinstance(whole, tuple) else (whole,),
-        strict=True,
-    ):
-        pd.testing.assert_series_equal(got, expected)
+    assert_parsed_alike(parse, cells)
