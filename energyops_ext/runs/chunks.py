@@ -19,7 +19,8 @@ import re
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from .logs import LEVEL_RANK, LEVELS, LINE_CODE, STREAMS, LineGroup
+from .levels import LEVEL_RANK, LEVELS
+from .logs import LINE_CODE, STREAMS, LineGroup
 
 MAX_LINES = 1024  # lines per chunk: a page read decodes at most this much beyond its need
 MAX_CHARS = 256 * 1024  # text per chunk, so a few very long lines do not make one huge row

@@ -1,104 +1,50 @@
-"""The run engine: the queue, each run from claim to final status, log flushing, heartbeats
-and recovery after a restart."""
+"""The run engine: the queue of this server, and each run it takes from its claim to its final
+status, with the heartbeats and kill/stop requests that reach it from other servers.
+
+``RunEngine`` decides what runs when and owns every run's state (``ActiveRun``); its parts
+do the rest:
+
+- ``launch.py``: the claimed run read once, its run directory and sandboxed process;
+- ``log_writer.py``: what the run prints, written in batches to the database and log file;
+- ``endings.py``: the final row, feed rows and events of a run that ended, was ended
+  elsewhere, or was lost;
+- ``reaper.py``: the runs of dead servers, ended ``lost``.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import shutil
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from ..cluster import servers, wakeups
-from ..cluster.servers import OrphanRun, ServerIdentity
+from ..cluster import servers
+from ..cluster.servers import ServerIdentity
 from ..config import Settings
 from ..db import Database, utcnow
-from ..db.models import Activity, Notification, Run
-from ..events import DATASETS, RUNS, Event, EventHub, run_topic
-from ..feed import add_notification, announce
+from ..db.models import Run
+from ..events import RUNS, Event, EventHub, run_topic
 from ..storage import Storage
 from ..tasks import cancel_and_wait, wait_event
-from . import inputs as run_inputs
-from . import parameters as run_parameters
-from . import run_feed, store
-from .artifacts import artifact_key, list_artifacts, log_key
+from . import store
+from .active_run import ActiveRun, status_of
+from .endings import RunEndings
 from .executors import Executor
-from .logs import Batch, Line, LineGroup, RunLog, new_line
+from .launch import RunLauncher, read_context, record_process
+from .log_writer import RunLogWriter
+from .logs import Line, RunLog
 from .procs import process_backend
-from .results import RESULTS_FILE, write_results
-from .run_errors import Ending, Notices, RunErrors
-from .runner import RunProcess, spare_bwrap, terminate_tree
-from .sandbox import (
-    NOTEBOOK_OUTPUT,
-    RunPaths,
-    SandboxInfo,
-    build_command,
-    probe,
-    process_marker,
-    run_environment,
-)
-
-FLUSH_POLL_S = 0.05
-FLUSH_EARLY_LINES = 20_000
-
-
-@dataclass
-class ActiveRun:
-    run_id: int
-    log: RunLog
-    process: RunProcess | None = None
-    kill_reason: str | None = None
-    killed_by: str | None = None
-    task: asyncio.Task[None] | None = None
-    flush_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    errors: RunErrors = field(default_factory=RunErrors)
-    title: str = ""
-    flushing: bool = True
-    flushing_ends: asyncio.Event = field(default_factory=asyncio.Event)  # wakes the flush loop
-    stopped_by: str | None = None  # who asked the model to stop and keep its best
-    stopped_early: bool = False  # it exited 0 after the stop
-
-    def kill(self, reason: str, user: str | None) -> None:
-        if self.kill_reason is None:
-            self.kill_reason, self.killed_by = reason, user
-        if self.process is not None:
-            self.process.request_kill()
-
-    def stop(self, user: str) -> None:
-        if self.stopped_by is None:
-            self.stopped_by = user
-        if self.process is not None:
-            self.process.request_stop()
-
-
-@dataclass
-class RunContext:
-    """What the engine needs of a claimed run, read once."""
-
-    run_id: int
-    title: str
-    storage_key: str
-    model_type: str | None
-    args: list[str]
-    config: dict[str, Any]
-    inputs: list[dict[str, Any]]
-    timeout_s: int
-    requested_by: str | None
-    format: str = "py"
-    parameters: dict[str, Any] = field(default_factory=dict)
-    kind: str = "test"
-    script_name: str = "script.py"
+from .reaper import Reaper
+from .sandbox import RunPaths, SandboxInfo, probe
 
 
 class RunEngine:
+    """This server's run queue, and the runs it runs (``active``)."""
+
     def __init__(
         self,
         settings: Settings,
@@ -116,8 +62,6 @@ class RunEngine:
         (a Dask worker's engine) runs only the runs handed to ``run_owned``: it neither
         takes queued runs nor reaps other servers' runs."""
         self.executor = executor
-        if executor is not None:
-            executor.on_ended = self.announce_end
         self.claims = claims
         self.settings = settings
         self.db = db
@@ -131,8 +75,13 @@ class RunEngine:
         # (boot id, start times) comes from the same backend
         self.procs = process_backend(settings.process_backend)
         self.sandbox: SandboxInfo | None = None
+        self.launcher = RunLauncher(settings, db, storage, me.id, self.procs, self.paths)
+        self.log_writer = RunLogWriter(db, hub, log, settings.log_flush_interval_s, self.log_file)
+        self.endings = RunEndings(db, hub, storage, log, me.id, clock, self.paths, self.log_file)
+        self.reaper = Reaper(db, log, me, clock, settings.lease_s, self.procs, self.endings)
+        if executor is not None:
+            executor.on_ended = self.endings.announce_end
         self._pump_lock = asyncio.Lock()
-        self._reap_lock = asyncio.Lock()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
@@ -150,7 +99,7 @@ class RunEngine:
         if self.executor is not None:
             await self.executor.start()
         if self.claims:
-            await self.reap()
+            await self.reaper.reap()
         self._tasks = [
             asyncio.ensure_future(self._beat()),
             asyncio.ensure_future(self._watch()),
@@ -261,13 +210,14 @@ class RunEngine:
 
     async def _execute(self, active: ActiveRun) -> None:
         run_id = active.run_id
-        flusher = asyncio.ensure_future(self._flush_loop(active))
+        flusher = asyncio.ensure_future(self.log_writer.flush_loop(active))
         outcome_status, exit_code, runtime_ms, reason = "failed", None, None, None
         try:
-            ctx = await self.db.read(lambda s: _context(s, run_id))
+            ctx = await self.db.read(lambda s: read_context(s, run_id))
             active.title = ctx.title
-            await self._publish_status(run_id, "running", started=True)
-            process = await self._prepare(active, ctx)
+            await self._publish_started(run_id)
+            assert self.sandbox is not None
+            process = await self.launcher.prepare(ctx, active.log, self.sandbox)
             if active.kill_reason is None:
                 await asyncio.to_thread(process.start)
                 active.process = process
@@ -276,13 +226,13 @@ class RunEngine:
                 if active.stopped_by is not None:
                     process.request_stop()
                 root = self.paths(run_id).root
-                await self.db.write(lambda s: _record_process(s, run_id, self.me.id, process, root))
+                await self.db.write(lambda s: record_process(s, run_id, self.me.id, process, root))
                 outcome = await process.finish(ctx.timeout_s)
                 exit_code, runtime_ms = outcome.exit_code, outcome.runtime_ms
-                outcome_status, reason = _status_of(outcome.reason, exit_code, active, ctx)
+                outcome_status, reason = status_of(outcome.reason, exit_code, active, ctx.timeout_s)
                 active.stopped_early = outcome.reason == "stopped" and outcome_status == "succeeded"
                 if outcome_status == "succeeded" and ctx.kind == "model":
-                    await self._write_back(active, ctx.requested_by)
+                    await self.endings.write_back(active, ctx.requested_by)
             else:
                 outcome_status, reason = "killed", active.kill_reason
         except Exception as exc:
@@ -298,254 +248,20 @@ class RunEngine:
             active.flushing = False
             active.flushing_ends.set()
             await flusher
-            await self.flush(active)
-            await asyncio.to_thread(self._store_files, run_id)
-            await self._finish(active, outcome_status, exit_code, runtime_ms, reason)
+            await self.log_writer.flush(active)
+            await asyncio.to_thread(self.endings.store_files, run_id)
+            await self.endings.finish(active, outcome_status, exit_code, runtime_ms, reason)
         finally:
             self.active.pop(run_id, None)
             if not self._stopping:
                 await self.pump()
 
-    async def _prepare(self, active: ActiveRun, ctx: RunContext) -> RunProcess:
-        assert self.sandbox is not None
-        paths = self.paths(ctx.run_id)
-        try:
-            source = await asyncio.to_thread(self.storage.get, ctx.storage_key)
-        except FileNotFoundError:
-            raise RuntimeError(
-                f"the script's file {self.storage.url(ctx.storage_key)} is not in this "
-                "server's storage; servers sharing a database need a shared storage_url"
-            ) from None
-        notebook = ctx.format == "ipynb"
-        script = paths.notebook if notebook else paths.named_script(ctx.script_name)
-        await asyncio.to_thread(_write_run_dir, paths, source, script)
-        active.log.add("system", [self.sandbox.describe()])
-        if ctx.inputs:
-            specs = run_inputs._inputs(ctx.inputs)
-            lines = await self.db.read(lambda s: run_inputs.write_inputs(s, specs, paths.input_dir))
-            active.log.add("system", lines)
-            hashes = await asyncio.to_thread(_input_hashes, paths.input_dir)
-            await self.db.write(lambda s: _record_inputs(s, ctx.run_id, self.me.id, hashes))
-        if self.sandbox.mode == "unavailable":
-            raise RuntimeError(self.sandbox.fallback_reason)
-        argv = build_command(
-            self.sandbox,
-            self.settings,
-            paths.root,
-            script,
-            ctx.args,
-            notebook_output=paths.output_dir / NOTEBOOK_OUTPUT if notebook else None,
-        )
-        env = run_environment(paths, ctx.run_id, ctx.model_type, ctx.config, ctx.parameters)
-        spare = spare_bwrap if self.sandbox.mode == "bwrap" else None
-        return RunProcess(
-            argv,
-            env,
-            paths.root,
-            process_marker(paths),
-            active.log,
-            kill_grace_s=self.settings.kill_grace_s,
-            procs=self.procs,
-            spare=spare,
-        )
-
-    async def _write_back(self, active: ActiveRun, user: str | None) -> None:
-        """A model's model_results.csv becomes the day's model_result_mw (results.py)."""
-        path = self.paths(active.run_id).output_dir / RESULTS_FILE
-        if not await asyncio.to_thread(path.is_file):
-            return
-        try:
-            data = await asyncio.to_thread(path.read_bytes)
-            run_id, title = active.run_id, active.title
-            report, activity = await self.db.write(
-                lambda s: write_results(s, run_id, title, data, user)
-            )
-        except Exception as exc:
-            self.log.exception("run %s: writing its model results failed", active.run_id)
-            active.log.add("system", [f"model results not written: {exc}"])
-            return
-        counts = {k: report[k] for k in ("rows_read", "rows_inserted", "rows_updated")}
-        active.log.add(
-            "system",
-            [
-                f"model results: {report['rows_inserted'] + report['rows_updated']} blocks of "
-                f"{', '.join(report['dates']) or 'no day'} written to market_snapshot "
-                f"model_result_mw ({report['rows_rejected']} rejected; upload "
-                f"{report['upload_id']}, {report['status']})"
-            ],
-        )
-        announce(self.hub, [activity])
-        self.hub.publish(
-            Event(
-                DATASETS,
-                "dataset.uploaded",
-                {
-                    "kind": "market-snapshot",
-                    "upload_id": report["upload_id"],
-                    "rows_rejected": report["rows_rejected"],
-                    **counts,
-                },
-            )
-        )
-        if report["dates"]:
-            self.hub.publish(
-                Event(
-                    DATASETS,
-                    "market.updated",
-                    {"kind": "market-snapshot", "dates": report["dates"]},
-                )
-            )
-
-    async def _finish(
-        self,
-        active: ActiveRun,
-        status: str,
-        exit_code: int | None,
-        runtime_ms: int | None,
-        reason: str | None,
-    ) -> None:
-        run_id = active.run_id
-        log = active.log
-
-        values: dict[str, Any] = {
-            "status": status,
-            "exit_code": exit_code,
-            "runtime_ms": runtime_ms,
-            "finished_at": self.clock(),
-            "status_reason": reason,
-            "line_count": log.line_count,
-            "error_count": log.error_count,
-            "log_key": self.log_file(run_id).name,
-            "stopped_early": active.stopped_early,
-            **{k: v for k, v in log.metrics.items() if k in store.METRIC_COLUMNS},
-        }
-        solver = store.solver_figures(log.metrics)
-        if solver:
-            values["solver"] = solver
-        told_by_status = status in run_feed.NOTIFY_STATUS
-        ending = active.errors.end(time.monotonic(), told_by_status=told_by_status)
-
-        def write(
-            session: Session,
-        ) -> tuple[dict[str, Any], list[Activity], list[Notification]] | None:
-            ended = session.execute(
-                update(Run).where(Run.id == run_id, store.owned(self.me.id)).values(**values)
-            )
-            if getattr(ended, "rowcount", 0) != 1:
-                return None  # another server took this server for dead and reaped the run
-            run = store.get_run(session, run_id)
-            session.refresh(run)
-            title = run_feed.end_title(run, active.title)
-            user = active.killed_by or run.requested_by
-            activity = run_feed.end_activity(session, run, title, user)
-            notes = run_feed.error_notifications(session, run_id, active.title, ending.notices)
-            told = run_feed.end_notification(
-                session, run, title, reason or f"exit code {exit_code}", ending
-            )
-            notes += [told] if told is not None else []
-            session.flush()
-            return store.run_json(run), [activity], notes
-
-        written = await self.db.write(write)
-        if written is None:
-            self.log.warning("run %s ended %s here but was already reaped", run_id, status)
-            return
-        data, activities, notes = written
-        announce(self.hub, activities, notes)
-        self.hub.publish(Event(run_topic(run_id), "run.status", data))
-        finished = {k: data[k] for k in ("status", "exit_code", "runtime_ms", "objective_value")}
-        self.hub.publish(Event(RUNS, "run.finished", {"run_id": run_id, **finished, "run": data}))
-
-    async def announce_end(self, run_id: int) -> None:
-        """The activity, the end notification and the events of a run that ended without
-        running here (failed, or killed, before its executor started it)."""
-
-        def write(session: Session) -> tuple[dict[str, Any], Activity, list[Notification]]:
-            run = store.get_run(session, run_id)
-            user = run.kill_requested_by if run.status == "killed" else None
-            title = run_feed.end_title(run)
-            activity = run_feed.end_activity(session, run, title, user or run.requested_by)
-            reason = run.status_reason or run.status
-            told = run_feed.end_notification(session, run, title, reason, Ending(Notices()))
-            session.flush()
-            return store.run_json(run), activity, [told] if told is not None else []
-
-        data, activity, notes = await self.db.write(write)
-        announce(self.hub, [activity], notes)
-        self.hub.publish(Event(run_topic(run_id), "run.status", data))
-        finished = {k: data[k] for k in ("status", "exit_code", "runtime_ms", "objective_value")}
-        self.hub.publish(Event(RUNS, "run.finished", {"run_id": run_id, **finished, "run": data}))
-
-    async def _publish_status(self, run_id: int, status: str, *, started: bool = False) -> None:
+    async def _publish_started(self, run_id: int) -> None:
         data = await self.db.read(lambda s: store.run_json(store.get_run(s, run_id)))
         self.hub.publish(Event(run_topic(run_id), "run.status", data))
-        if started:
-            self.hub.publish(Event(RUNS, "run.started", data))
+        self.hub.publish(Event(RUNS, "run.started", data))
 
-    def _store_files(self, run_id: int) -> None:
-        """Before the run is final: its artifacts and log file go to the shared storage, where
-        every server serves them from. Only regular files inside the output directory."""
-        try:
-            output = self.paths(run_id).output_dir
-            for artifact in list_artifacts(output):
-                self.storage.put_file(artifact_key(run_id, artifact.name), artifact.path)
-            log_path = self.log_file(run_id)
-            if log_path.exists():
-                self.storage.put_file(log_key(run_id), log_path)
-        except Exception:
-            self.log.exception("storing the files of run %s failed", run_id)
-
-    # --- log flushing ---
-
-    async def _flush_loop(self, active: ActiveRun) -> None:
-        """Flush every log_flush_interval_s, or sooner once a big batch waits (so database
-        writes overlap a loud run instead of piling up at its end)."""
-        interval = self.settings.log_flush_interval_s
-        last = time.monotonic()
-        while active.flushing:
-            # the run's end wakes this at once: the final flush follows without a poll's wait
-            await wait_event(active.flushing_ends, min(interval, FLUSH_POLL_S))
-            if not active.flushing:
-                return
-            due = time.monotonic() - last >= interval
-            if due or active.log.pending_count >= FLUSH_EARLY_LINES:
-                last = time.monotonic()
-                await self.flush(active)
-
-    async def flush(self, active: ActiveRun) -> None:
-        """Write what the run printed since the last flush: rows, counts, metrics, the error
-        notifications due, then the log file; only then drop the lines from pending."""
-        async with active.flush_lock:
-            batch = active.log.take()
-            if batch is None and not active.errors.waiting(time.monotonic()):
-                return
-            batch = batch or Batch(
-                [], dict(active.log.metrics), active.log.line_count, active.log.error_count
-            )
-            try:
-                notes = await self.db.in_writer(lambda: self._write_batch(active, batch))
-            except Exception:
-                self.log.exception("writing log lines of run %s failed", active.run_id)
-                active.log.release(batch)
-                return
-            active.log.committed(batch)
-            announce(self.hub, [], notes)
-
-    def _write_batch(self, active: ActiveRun, batch: Batch) -> list[Notification]:
-        with self.db.write_session() as session:
-            store.write_batch(session, active.run_id, batch)
-            if batch.last_seq is not None:
-                wakeups.wake(session, wakeups.LINES, f"{active.run_id} {batch.last_seq}")
-            notices = active.errors.running(
-                batch.records, time.monotonic(), any_error=bool(batch.errors)
-            )
-            notes = run_feed.error_notifications(session, active.run_id, active.title, notices)
-        if batch.groups:
-            with self.log_file(active.run_id).open("a", encoding="utf-8") as fh:
-                fh.write(format_file_lines(batch.groups))
-        return notes
-
-    # --- heartbeats, kill requests from other servers, reaping ---
+    # --- heartbeats, kill and stop requests from other servers ---
 
     async def _beat(self) -> None:
         """Every heartbeat: renew this server's lease and its runs', then reap the runs of
@@ -555,7 +271,7 @@ class RunEngine:
             try:
                 await self.heartbeat()
                 if self.claims:
-                    await self.reap()
+                    await self.reaper.reap()
             except Exception:
                 self.log.exception("EnergyOps heartbeat failed")
 
@@ -615,160 +331,6 @@ class RunEngine:
                 self.log.info("run %s: stop requested by %s through another server", run_id, user)
                 active.stop(user)
 
-    async def reap(self) -> None:
-        """Runs whose owner is dead: kill what is left of them on this machine, mark them
-        ``lost``. The conditional update makes this happen once, whichever server gets there
-        first; the runs of live servers are never touched."""
-        async with self._reap_lock:
-            me, now, lease = self.me, self.clock(), self.settings.lease_s
-            orphans = await self.db.read(
-                lambda s: servers.orphan_runs(s, me, now, lease, self.procs.is_alive)
-            )
-            for orphan in orphans:
-                detail = await asyncio.to_thread(self._kill_survivors, orphan)
-                if await self._mark_lost(orphan, f"{orphan.reason}; {detail}"):
-                    self.log.warning("run %s marked lost: %s", orphan.run_id, orphan.reason)
-
-    def _kill_survivors(self, orphan: OrphanRun) -> str:
-        """Processes of a dead server's run can be killed only on the machine they run on."""
-        pid = orphan.pid
-        if pid is None:
-            return "its process had not started"
-        if not self.me.same_machine(orphan.host, orphan.boot_id):
-            if orphan.host == self.me.host:
-                return f"its process (pid {pid}) ended when the machine restarted"
-            return f"its process (pid {pid} on {orphan.host}) is beyond this machine's reach"
-        start = orphan.pid_start_time
-        alive = start is not None and self.procs.is_alive(pid, start)
-        marker = process_marker(RunPaths.for_dir(Path(orphan.workdir))) if orphan.workdir else b""
-        root = pid if alive else None
-        killed = terminate_tree(self.procs, root, marker, 0.0) if marker or alive else 0
-        if alive or killed:
-            return f"its process (pid {pid}) was still running and was killed"
-        return f"its process (pid {pid}) had already gone"
-
-    async def _mark_lost(self, orphan: OrphanRun, reason: str) -> bool:
-        run_id = orphan.run_id
-
-        def write(
-            session: Session,
-        ) -> tuple[dict[str, Any], list[Activity], list[Notification]] | None:
-            result = session.execute(
-                update(Run)
-                .where(
-                    Run.id == run_id,
-                    Run.status == "running",
-                    Run.server_id.is_(None)
-                    if orphan.server_id is None
-                    else Run.server_id == orphan.server_id,
-                )
-                .values(status="lost", status_reason=reason, finished_at=self.clock())
-            )
-            if getattr(result, "rowcount", 0) != 1:
-                return None  # another server reaped it first, or it ended meanwhile
-            run = store.get_run(session, run_id)
-            session.refresh(run)
-            seq = max(store.max_seq(session, run_id), run.line_count) + 1
-            record = new_line(seq, "system", f"run lost: {reason}")
-            store.insert_lines(session, run_id, [record])
-            run.line_count = seq
-            wakeups.wake(session, wakeups.LINES, f"{run_id} {seq}")
-            activity = run_feed.end_activity(session, run, run_feed.end_title(run), None)
-            note = add_notification(
-                session,
-                type="run_lost",
-                category="run",
-                severity="warning",
-                title=f"Run {run_id} lost",
-                message=reason,
-                entity_type="run",
-                entity_id=run_id,
-                user=run.requested_by,
-            )
-            return store.run_json(run), [activity], [note]
-
-        written = await self.db.write(write)
-        if written is None:
-            return False
-        data, activities, notes = written
-        announce(self.hub, activities, notes)
-        self.hub.publish(Event(run_topic(run_id), "run.status", data))
-        self.hub.publish(
-            Event(
-                RUNS,
-                "run.finished",
-                {
-                    "run_id": run_id,
-                    "status": "lost",
-                    "exit_code": None,
-                    "runtime_ms": None,
-                    "objective_value": data["objective_value"],
-                    "run": data,
-                },
-            )
-        )
-        return True
-
-
-def format_file_line(record: Line) -> str:
-    """One line of a run's log file: ``<ts> <stream> <text>`` (stream is 6 characters)."""
-    return f"{record['ts']} {record['stream']} {record['text']}\n"
-
-
-def format_file_lines(groups: list[LineGroup]) -> str:
-    """``format_file_line`` of every line of the groups: one join per group, whose lines
-    share their stream and timestamp."""
-    parts = []
-    for group in groups:
-        prefix = f"{group.ts} {group.stream} "
-        parts.append(prefix + f"\n{prefix}".join(group.texts) + "\n")
-    return "".join(parts)
-
-
-def _write_run_dir(paths: RunPaths, source: bytes, script: Path) -> None:
-    if paths.root.exists():
-        shutil.rmtree(paths.root)
-    paths.create()
-    script.write_bytes(source)
-
-
-def _input_hashes(input_dir: Path) -> dict[str, str]:
-    """sha256 of each input file, by name (what two runs compare)."""
-    return {
-        path.name: hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(input_dir.iterdir())
-        if path.is_file()
-    }
-
-
-def _record_inputs(session: Session, run_id: int, server_id: str, hashes: dict[str, str]) -> None:
-    session.execute(
-        update(Run).where(Run.id == run_id, store.owned(server_id)).values(input_hashes=hashes)
-    )
-
-
-def _context(session: Session, run_id: int) -> RunContext:
-    run = store.get_run(session, run_id)
-    script = run.script
-    values = run.parameters
-    if values is None:  # a run created without them (an older retry or schedule path)
-        values = run_parameters.defaults(run_parameters.from_json(script.parameters))
-    return RunContext(
-        run_id,
-        f"{script.name} v{script.version}",
-        script.storage_key,
-        script.model_type,
-        list(run.args),
-        dict(run.config),
-        list(run.inputs),
-        run.timeout_s,
-        run.requested_by,
-        script.format or "py",
-        dict(values),
-        script.kind,
-        script.name,
-    )
-
 
 def _not_owned(session: Session, run_ids: list[int], server_id: str) -> list[int]:
     """Which of ``run_ids`` this server no longer owns as running (reaped by another)."""
@@ -794,37 +356,3 @@ def _kill_requests(session: Session, run_ids: list[int]) -> list[tuple[int, str]
         )
     ).all()
     return [(run_id, user or "another server") for run_id, user in rows]
-
-
-def _record_process(
-    session: Session, run_id: int, server_id: str, process: RunProcess, workdir: Path
-) -> None:
-    session.execute(
-        update(Run)
-        .where(Run.id == run_id, store.owned(server_id))
-        .values(
-            pid=process.pid,
-            pid_start_time=process.start_time,
-            workdir=str(workdir),
-            heartbeat_at=datetime.now(UTC),
-        )
-    )
-
-
-def _status_of(
-    reason: str, exit_code: int | None, active: ActiveRun, ctx: RunContext
-) -> tuple[str, str | None]:
-    if reason == "killed":
-        return "killed", active.kill_reason
-    if reason == "timeout":
-        return "timed_out", f"timed out after {ctx.timeout_s} s"
-    if reason == "stopped":
-        if exit_code == 0:
-            return "succeeded", f"stopped early by {active.stopped_by}; the model kept its best"
-        return "killed", (
-            f"stopped by {active.stopped_by}; the model did not stop cleanly in time "
-            f"(exit code {exit_code})"
-        )
-    if exit_code == 0:
-        return "succeeded", None
-    return "failed", f"exit code {exit_code}"

@@ -28,9 +28,10 @@ from ..feed import add_activity, announce
 from . import compare, scripts, store
 from . import parameters as run_parameters
 from .artifacts import artifact_key, list_artifacts, log_key, resolve_artifact, run_prefix
-from .engine import RunEngine, format_file_line
+from .engine import RunEngine
 from .inputs import InputSpec, RunRequest, parse_run_request
-from .logs import LEVELS
+from .levels import LEVELS
+from .log_writer import format_file_line
 from .notebooks import notebook_html
 from .results import RESULTS_FILE, block_results
 from .sandbox import NOTEBOOK_OUTPUT, probe
@@ -391,7 +392,7 @@ class RunService:
         # running on another server: store the request on the run and wake its owner
         if not await self.db.write(lambda s: _request_kill(s, run_id, user)):
             return  # it ended meanwhile
-        await self.engine.reap()  # an owner that is dead cannot kill: reap the run now
+        await self.engine.reaper.reap()  # an owner that is dead cannot kill: reap the run now
         if wait:
             await self._until_finished(run_id)
 
@@ -460,7 +461,7 @@ class RunService:
         name = f"run-{run_id}.log"
         active = self.engine.active.get(run_id)
         if active is not None:
-            await self.engine.flush(active)
+            await self.engine.log_writer.flush(active)
             path = self.engine.log_file(run_id)
             await asyncio.to_thread(path.touch)
             return Download(name, lambda: path.open("rb"))

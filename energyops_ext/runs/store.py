@@ -13,7 +13,9 @@ from ..db.models import LogChunk, Run, Script
 from ..errors import NotFound
 from ..notify import display_url
 from . import chunks
-from .logs import LEVEL_RANK, LEVELS, SOLVER_KEYS, Batch, Line, LineGroup, group_records
+from .levels import LEVEL_RANK, LEVELS
+from .logs import Batch, Line, LineGroup, group_records
+from .markers import SOLVER_KEYS
 
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "killed", "timed_out", "lost")

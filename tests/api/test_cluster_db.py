@@ -32,7 +32,7 @@ from energyops_ext.db.migrate import alembic_config
 from energyops_ext.db.models import Activity, ClusterEvent, LogChunk, Run, Script, Server
 from energyops_ext.events import DASHBOARD, RUNS, Event, EventHub, run_topic
 from energyops_ext.runs import registry, store
-from energyops_ext.runs.engine import ActiveRun
+from energyops_ext.runs.active_run import ActiveRun
 from energyops_ext.runs.logs import new_line
 from energyops_ext.runs.service import _request_kill
 
@@ -488,8 +488,9 @@ async def test_two_servers_reap_a_dead_servers_runs_exactly_once(
     scene = seed_reap_scene(database, script_id, a.me, b.me)
     caplog.set_level(logging.WARNING)
 
-    await asyncio.gather(a.engine.reap(), b.engine.reap())
-    await asyncio.gather(a.engine.reap(), b.engine.reap())  # again: nothing left to do
+    await asyncio.gather(a.engine.reaper.reap(), b.engine.reaper.reap())
+    # again: nothing left to do
+    await asyncio.gather(a.engine.reaper.reap(), b.engine.reaper.reap())
 
     for run_id, reason in scene.lost.items():
         assert_lost_once(database, run_id, reason)
@@ -528,7 +529,8 @@ async def test_the_lost_mark_goes_to_one_of_two_servers_that_both_saw_the_orphan
     assert seen_a == seen_b
     for orphan in seen_a:
         won = await asyncio.gather(
-            a.engine._mark_lost(orphan, "reaped by a"), b.engine._mark_lost(orphan, "reaped by b")
+            a.engine.endings.mark_lost(orphan, "reaped by a"),
+            b.engine.endings.mark_lost(orphan, "reaped by b"),
         )
         assert sorted(won) == [False, True]
         assert_lost_once(database, orphan.run_id, "reaped by a" if won[0] else "reaped by b")
@@ -545,7 +547,8 @@ async def test_a_run_that_ended_meanwhile_is_not_marked_lost(
         lambda s: servers.orphan_runs(s, a.me, NOW, LEASE_S, registry.is_alive)
     )
     database.write_sync(lambda s: s.execute(update(Run).values(status="succeeded")))
-    assert [await a.engine._mark_lost(o, "too late") for o in orphans] == [False] * len(scene.lost)
+    marked = [await a.engine.endings.mark_lost(o, "too late") for o in orphans]
+    assert marked == [False] * len(scene.lost)
     assert database.read_sync(lambda s: s.scalar(select(func.count()).select_from(LogChunk))) == 0
     assert [e for e in a.events if e.type == "run.finished"] == []
 

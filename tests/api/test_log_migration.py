@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 from energyops_ext.db import Database, current_revision, head_revision, upgrade
 from energyops_ext.db.migrate import alembic_config
 from energyops_ext.runs import chunks, store
-from energyops_ext.runs.logs import LEVEL_RANK, LEVELS, STREAMS, iso_ts
+from energyops_ext.runs.levels import LEVEL_RANK, LEVELS
+from energyops_ext.runs.logs import STREAMS, iso_ts
 
 from .cluster_factories import add_run, add_script
 

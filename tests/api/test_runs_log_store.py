@@ -11,8 +11,8 @@ import pytest
 from tornado.websocket import WebSocketClientConnection
 
 from energyops_ext.events import run_topic
-from energyops_ext.runs.engine import format_file_line
-from energyops_ext.runs.logs import LEVEL_RANK, classify_level
+from energyops_ext.runs.levels import LEVEL_RANK, classify_level
+from energyops_ext.runs.log_writer import format_file_line
 from energyops_ext.services import Services
 
 from .conftest import Fetch, body

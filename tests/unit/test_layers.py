@@ -4,6 +4,7 @@ the database models and the event hub. Read from the source (ast), nothing impor
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,15 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "energyops_ext"
 # the Tornado side beside the handlers: the extension app and the identity provider/authorizer
 WEB_LAYER = {PACKAGE / "app.py", PACKAGE / "auth.py"}
+# the run engine's parts: each does one job for runs/engine.py, which wires them together
+ENGINE_PARTS = [
+    PACKAGE / "runs" / f"{name}.py"
+    for name in ("active_run", "launch", "log_writer", "endings", "reaper")
+]
+# a run's lines in memory: bytes to lines, levels, result markers, the buffer
+LINE_MODULES = [
+    PACKAGE / "runs" / f"{name}.py" for name in ("line_splitter", "levels", "markers", "logs")
+]
 
 
 def module_name(path: Path) -> str:
@@ -68,4 +78,24 @@ def test_only_the_web_layer_imports_the_handlers(path: Path) -> None:
 @pytest.mark.parametrize("path", modules("handlers"), ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_handlers_leave_the_database_models_to_the_services(path: Path) -> None:
     reached = sorted(m for m in imported_modules(path) if m.startswith("energyops_ext.db"))
+    assert reached == []
+
+
+@pytest.mark.parametrize("path", ENGINE_PARTS, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_the_engine_parts_never_reach_back_to_the_engine(path: Path) -> None:
+    """What a part needs of the engine (its paths, its log files) it is given."""
+    assert "energyops_ext.runs.engine" not in imported_modules(path)
+
+
+@pytest.mark.parametrize("path", LINE_MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_the_line_modules_import_only_the_standard_library_and_each_other(path: Path) -> None:
+    """No database, events or files: pure functions and in-memory state, tested without I/O."""
+    ours = {module_name(p) for p in LINE_MODULES}
+    reached = sorted(
+        m
+        for m in imported_modules(path)
+        if m.split(".")[0] not in sys.stdlib_module_names
+        and m not in ours
+        and m.rpartition(".")[0] not in ours
+    )
     assert reached == []

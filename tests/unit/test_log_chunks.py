@@ -11,21 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from energyops_ext.runs import chunks
-from energyops_ext.runs.engine import format_file_line, format_file_lines
-from energyops_ext.runs.logs import (
-    LEVEL_RANK,
-    LEVELS,
-    STREAMS,
-    Line,
-    LineGroup,
-    RunLog,
-    classify_level,
-    classify_lines,
-    group_records,
-    might_report,
-    new_line,
-    reporting_lines,
-)
+from energyops_ext.runs.levels import LEVEL_RANK, LEVELS, classify_level, classify_lines
+from energyops_ext.runs.log_writer import format_file_line, format_file_lines
+from energyops_ext.runs.logs import STREAMS, Line, LineGroup, RunLog, group_records, new_line
+from energyops_ext.runs.markers import might_report, reporting_lines
 
 # words that change a level or mark a result, in several cases, and text around them
 WORDS = ["error", "ERROR", "Warn", "exception", "TraceBack", "fatal", "ok", "Progress: 5%"]

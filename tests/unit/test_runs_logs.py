@@ -10,14 +10,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from energyops_ext.runs.logs import (
-    CUT_MARKER,
-    Line,
-    LineSplitter,
-    RunLog,
-    classify_level,
-    parse_marker,
-)
+from energyops_ext.runs.levels import classify_level
+from energyops_ext.runs.line_splitter import CUT_MARKER, LineSplitter
+from energyops_ext.runs.logs import Line, RunLog
+from energyops_ext.runs.markers import parse_marker
 
 
 def split_all(chunks: list[bytes], max_bytes: int = 64 * 1024) -> list[str]:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import IO
 
-from ..logs import LineSplitter
+from ..line_splitter import LineSplitter
 from .base import LineSink
 
 CHUNK_BYTES = 64 * 1024
