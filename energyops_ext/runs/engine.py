@@ -226,7 +226,9 @@ class RunEngine:
                 if active.stopped_by is not None:
                     process.request_stop()
                 root = self.paths(run_id).root
-                await self.db.write(lambda s: record_process(s, run_id, self.me.id, process, root))
+                await self.db.write(
+                    lambda s: record_process(s, run_id, self.me.id, process, root, self.clock())
+                )
                 outcome = await process.finish(ctx.timeout_s)
                 exit_code, runtime_ms = outcome.exit_code, outcome.runtime_ms
                 outcome_status, reason = status_of(outcome.reason, exit_code, active, ctx.timeout_s)

@@ -10,7 +10,7 @@ import hashlib
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -144,10 +144,15 @@ class RunLauncher:
 
 
 def record_process(
-    session: Session, run_id: int, server_id: str, process: RunProcess, workdir: Path
+    session: Session,
+    run_id: int,
+    server_id: str,
+    process: RunProcess,
+    workdir: Path,
+    now: datetime,
 ) -> None:
     """The started process's pid, start time and run directory on its row (still owned by
-    ``server_id``), with a first heartbeat."""
+    ``server_id``), with a first heartbeat at ``now``."""
     session.execute(
         update(Run)
         .where(Run.id == run_id, store.owned(server_id))
@@ -155,7 +160,7 @@ def record_process(
             pid=process.pid,
             pid_start_time=process.start_time,
             workdir=str(workdir),
-            heartbeat_at=datetime.now(UTC),
+            heartbeat_at=now,
         )
     )
 
