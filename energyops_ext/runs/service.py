@@ -32,11 +32,10 @@ from .engine import RunEngine
 from .inputs import InputSpec, RunRequest, parse_run_request
 from .levels import LEVELS
 from .log_writer import format_file_line
+from .logs import STREAMS
 from .notebooks import notebook_html
 from .results import RESULTS_FILE, block_results
 from .sandbox import NOTEBOOK_OUTPUT, probe
-
-STREAMS = ("stdout", "stderr", "system")
 
 
 @dataclass(frozen=True)
