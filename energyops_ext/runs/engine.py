@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from ..cluster import servers
@@ -302,8 +302,7 @@ class RunEngine:
             await wait_event(self._wake, self.settings.poll_s)
             self._wake.clear()
             try:
-                await self._take_kill_requests()
-                await self._take_stop_requests()
+                await self._take_requests()
                 if self.executor is not None:
                     await self.executor.take_kill_requests()
                 if self.running_here() < self.settings.max_concurrent_runs:
@@ -311,27 +310,25 @@ class RunEngine:
             except Exception:
                 self.log.exception("EnergyOps queue watch failed")
 
-    async def _take_kill_requests(self) -> None:
+    async def _take_requests(self) -> None:
+        """Kill and stop requests other servers left on this server's runs, in one read."""
         ids = list(self.active)
         if not ids:
             return
-        requests = await self.db.read(lambda s: _kill_requests(s, ids))
-        for run_id, user in requests:
+        for run_id, killed_by, stopped_by in await self.db.read(lambda s: _requests(s, ids)):
             active = self.active.get(run_id)
-            if active is not None and active.kill_reason is None:
-                self.log.info("run %s: kill requested by %s through another server", run_id, user)
-                active.kill(f"killed by {user}", user)
-
-    async def _take_stop_requests(self) -> None:
-        ids = [run_id for run_id, a in self.active.items() if a.stopped_by is None]
-        if not ids:
-            return
-        requests = await self.db.read(lambda s: _stop_requests(s, ids))
-        for run_id, user in requests:
-            active = self.active.get(run_id)
-            if active is not None and active.stopped_by is None:
-                self.log.info("run %s: stop requested by %s through another server", run_id, user)
-                active.stop(user)
+            if active is None:
+                continue
+            if killed_by is not None and active.kill_reason is None:
+                self.log.info(
+                    "run %s: kill requested by %s through another server", run_id, killed_by
+                )
+                active.kill(f"killed by {killed_by}", killed_by)
+            if stopped_by is not None and active.stopped_by is None:
+                self.log.info(
+                    "run %s: stop requested by %s through another server", run_id, stopped_by
+                )
+                active.stop(stopped_by)
 
 
 def _not_owned(session: Session, run_ids: list[int], server_id: str) -> list[int]:
@@ -342,19 +339,26 @@ def _not_owned(session: Session, run_ids: list[int], server_id: str) -> list[int
     return [run_id for run_id in run_ids if run_id not in still]
 
 
-def _stop_requests(session: Session, run_ids: list[int]) -> list[tuple[int, str]]:
+def _requests(session: Session, run_ids: list[int]) -> list[tuple[int, str | None, str | None]]:
+    """(run, who asked for a kill, who asked for a stop) of ``run_ids`` with a request; a
+    request without a name is "another server"."""
     rows = session.execute(
-        select(Run.id, Run.stop_requested_by).where(
-            Run.id.in_(run_ids), Run.stop_requested_at.is_not(None)
+        select(
+            Run.id,
+            Run.kill_requested_at,
+            Run.kill_requested_by,
+            Run.stop_requested_at,
+            Run.stop_requested_by,
+        ).where(
+            Run.id.in_(run_ids),
+            or_(Run.kill_requested_at.is_not(None), Run.stop_requested_at.is_not(None)),
         )
     ).all()
-    return [(run_id, user or "another server") for run_id, user in rows]
-
-
-def _kill_requests(session: Session, run_ids: list[int]) -> list[tuple[int, str]]:
-    rows = session.execute(
-        select(Run.id, Run.kill_requested_by).where(
-            Run.id.in_(run_ids), Run.kill_requested_at.is_not(None)
+    return [
+        (
+            run_id,
+            (kill_by or "another server") if kill_at is not None else None,
+            (stop_by or "another server") if stop_at is not None else None,
         )
-    ).all()
-    return [(run_id, user or "another server") for run_id, user in rows]
+        for run_id, kill_at, kill_by, stop_at, stop_by in rows
+    ]

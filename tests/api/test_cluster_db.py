@@ -622,7 +622,7 @@ async def test_the_owner_takes_kill_requests_for_its_active_runs(
     assert row.kill_requested_by == "alice"  # the first request is kept
     assert row.kill_requested_at is not None and row.kill_requested_at >= before
 
-    await a.engine._take_kill_requests()
+    await a.engine._take_requests()
     assert {run_id: (r.kill_reason, r.killed_by) for run_id, r in active.items()} == {
         asked: ("killed by alice", "alice"),
         untouched: (None, None),
