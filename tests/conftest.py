@@ -1,19 +1,21 @@
 """Fixtures shared by every test level.
 
-Every database test runs twice: on SQLite (a fresh file per test) and on the machine's
-PostgreSQL (one database per test session, emptied before each test). A PostgreSQL that cannot
-be reached fails the run; set ENERGYOPS_TEST_PG_URL to use another server.
+Every database test runs twice: on SQLite (a fresh file per test, a copy of one migrated once
+per session) and on the machine's PostgreSQL (one database per test session, emptied before
+each test). A PostgreSQL that cannot be reached fails the run; set ENERGYOPS_TEST_PG_URL to use
+another server.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from energyops_ext.db import Database, normalize_url, upgrade
@@ -58,21 +60,48 @@ def pg_url() -> Iterator[str]:
         admin.dispose()
 
 
-def _empty_postgres(url: str) -> None:
-    engine = create_engine(url)
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+@pytest.fixture(scope="session")
+def pg_engine(pg_url: str) -> Iterator[Engine]:
+    """One engine on the session's PostgreSQL database for emptying it between tests."""
+    engine = create_engine(pg_url)
+    yield engine
     engine.dispose()
+
+
+def _empty_postgres(engine: Engine) -> None:
+    """Every row gone and every id sequence back at its start, as ``TRUNCATE ... RESTART
+    IDENTITY`` would leave it; row by row, which is several times faster on tables this small
+    (TRUNCATE makes new files for each table and index)."""
+    with engine.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(text(f'DELETE FROM "{table.name}"'))
+        sequences = conn.execute(
+            text("SELECT sequence_name FROM information_schema.sequences")
+        ).scalars()
+        for sequence in list(sequences):
+            conn.execute(text(f'ALTER SEQUENCE "{sequence}" RESTART'))
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once per session; each test gets its own copy."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "energyops-template.db"
+    db = Database(f"sqlite:///{path}")
+    upgrade(db.write_engine)
+    db.close()
+    assert not path.with_name(path.name + "-wal").exists(), "the template is still open"
+    return path
 
 
 @pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The URL of an empty, migrated database: SQLite, then PostgreSQL."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'energyops-test.db'}"
+        path = tmp_path / "energyops-test.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
     url: str = request.getfixturevalue("pg_url")
-    _empty_postgres(url)
+    _empty_postgres(request.getfixturevalue("pg_engine"))
     return url
 
 

@@ -47,6 +47,20 @@ def workers(
         yield found
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def node(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    workers: tuple[DaskCluster, dict[str, str]],
+) -> Iterator[Node]:
+    """One server on the shared Dask cluster, per database, for the tests that need no server
+    of their own (each of them makes its own scripts and runs and reads only those)."""
+    scheduler, _ = workers
+    workdir = tmp_path_factory.mktemp(f"dask-server-{request.param}")
+    with cluster(workdir, request.param, 1, energyops=dask_settings(scheduler.address)) as (a,):
+        yield a
+
+
 def dask_settings(address: str, **more: Any) -> dict[str, Any]:
     return {"executor": "dask", "dask_scheduler": address, "max_concurrent_runs": 4, **more}
 
@@ -103,42 +117,37 @@ def _text_log(node: Node, run_id: int) -> str:
     return response.text
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_runs_spread_over_the_workers(
-    tmp_path: Path, backend: str, workers: tuple[DaskCluster, dict[str, str]]
+    node: Node, workers: tuple[DaskCluster, dict[str, str]]
 ) -> None:
-    scheduler, addresses = workers
-    with cluster(tmp_path, backend, 1, energyops=dask_settings(scheduler.address)) as (a,):
-        quick = a.upload_script("test_quick.py", QUICK.replace("0.5", "1.0"))
-        runs = [a.run(quick["id"]) for _ in range(4)]
-        done = [a.finished(run["id"]) for run in runs]
-        assert {d["status"] for d in done} == {"succeeded"}
-        assert {d["worker"] for d in done} == set(addresses.values())
+    _, addresses = workers
+    a = node
+    quick = a.upload_script("test_quick.py", QUICK.replace("0.5", "1.0"))
+    runs = [a.run(quick["id"]) for _ in range(4)]
+    done = [a.finished(run["id"]) for run in runs]
+    assert {d["status"] for d in done} == {"succeeded"}
+    assert {d["worker"] for d in done} == set(addresses.values())
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("end", ["kill", "timeout"])
-def test_kill_and_timeout_leave_no_process_on_the_worker(
-    tmp_path: Path, backend: str, end: str, workers: tuple[DaskCluster, dict[str, str]]
-) -> None:
-    scheduler, _ = workers
-    with cluster(tmp_path, backend, 1, energyops=dask_settings(scheduler.address)) as (a,):
-        family = a.upload_script("test_family.py", FAMILY)
-        token = f"{end}-{backend}-{time.time_ns()}"
-        timeout = {"timeout_s": 3} if end == "timeout" else {}
-        run = a.run(family["id"], args=[token], **timeout)
-        a.wait_run(run["id"], lambda r: r["line_count"] >= 2)
-        run_token = f"{run['id']}-{token}"
-        assert len(survivors(run_token)) == 2
-        if end == "kill":
-            asked = time.monotonic()
-            a.delete(f"runs/{run['id']}")
-            ended = a.finished(run["id"], within=10)
-            assert time.monotonic() - asked < 2.0
-            assert ended["status"] == "killed"
-        else:
-            assert a.finished(run["id"], within=20)["status"] == "timed_out"
-        assert survivors(run_token) == []
+def test_kill_and_timeout_leave_no_process_on_the_worker(node: Node, end: str) -> None:
+    a = node
+    family = a.upload_script("test_family.py", FAMILY)
+    token = f"{end}-{time.time_ns()}"
+    timeout = {"timeout_s": 3} if end == "timeout" else {}
+    run = a.run(family["id"], args=[token], **timeout)
+    a.wait_run(run["id"], lambda r: r["line_count"] >= 2)
+    run_token = f"{run['id']}-{token}"
+    assert len(survivors(run_token)) == 2
+    if end == "kill":
+        asked = time.monotonic()
+        a.delete(f"runs/{run['id']}")
+        ended = a.finished(run["id"], within=10)
+        assert time.monotonic() - asked < 2.0
+        assert ended["status"] == "killed"
+    else:
+        assert a.finished(run["id"], within=20)["status"] == "timed_out"
+    assert survivors(run_token) == []
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -238,31 +247,26 @@ def test_an_unreachable_scheduler_keeps_runs_queued_until_it_comes_back(
 FLAT_OUT = "import sys\nfor i in range(1, 100_001):\n    sys.stdout.write(f'line {i}\\n')\n"
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_a_hundred_thousand_lines_from_a_worker_arrive_whole_and_in_order(
-    tmp_path: Path, backend: str, workers: tuple[DaskCluster, dict[str, str]]
-) -> None:
-    scheduler, _ = workers
-    with cluster(tmp_path, backend, 1, energyops=dask_settings(scheduler.address)) as (a,):
-        loud = a.upload_script("test_loud.py", FLAT_OUT)
-        done = a.finished(a.run(loud["id"])["id"], within=120)
-        assert done["status"] == "succeeded" and done["worker"]
-        total = 1 + 100_000 + 1
-        assert done["line_count"] == total
-        texts = [line.split(" ", 2)[2] for line in _text_log(a, done["id"]).splitlines()]
-        assert texts[1:-1] == [f"line {i}" for i in range(1, 100_001)]
-        paged: list[int] = []
-        after = 0
-        while True:
-            page = a.get(f"runs/{done['id']}/logs", after=after, limit=10_000)
-            paged += [line["seq"] for line in page["items"]]
-            if not page["items"]:
-                break
-            after = page["next_after"]
-        assert paged == list(range(1, total + 1))
+def test_a_hundred_thousand_lines_from_a_worker_arrive_whole_and_in_order(node: Node) -> None:
+    a = node
+    loud = a.upload_script("test_loud.py", FLAT_OUT)
+    done = a.finished(a.run(loud["id"])["id"], within=120)
+    assert done["status"] == "succeeded" and done["worker"]
+    total = 1 + 100_000 + 1
+    assert done["line_count"] == total
+    texts = [line.split(" ", 2)[2] for line in _text_log(a, done["id"]).splitlines()]
+    assert texts[1:-1] == [f"line {i}" for i in range(1, 100_001)]
+    paged: list[int] = []
+    after = 0
+    while True:
+        page = a.get(f"runs/{done['id']}/logs", after=after, limit=10_000)
+        paged += [line["seq"] for line in page["items"]]
+        if not page["items"]:
+            break
+        after = page["next_after"]
+    assert paged == list(range(1, total + 1))
 
 
-# a DMO model that says it is up (with a token pgrep can find), then waits argv[2] seconds
 DMO_WAITER = """import sys, time
 print("up", sys.argv[1], flush=True)
 time.sleep(float(sys.argv[2]))
