@@ -102,8 +102,9 @@ def test_watched_run_stays_and_its_percent_is_the_bars(
     quant.kill_run(held)
     page.wait_for_selector(".eo-run-progress [data-status=killed]", timeout=30_000)
     page.wait_for_function(
-        "(sel) => { const s = document.querySelector(sel);"
-        " return s && s.selectedOptions[0].textContent.endsWith('(killed)'); }",
+        "(sel) => { const s = document.querySelector(sel);"  # options re-render: none for a frame
+        " const o = s && s.selectedOptions[0];"
+        " return !!o && o.textContent.endsWith('(killed)'); }",
         arg=WATCH_SELECT,
         timeout=30_000,
     )
