@@ -114,6 +114,28 @@ def error_body(status: int, code: str, message: str, details: dict[str, Any] | N
     return dumps({"error": body})
 
 
+def nul_path(value: Any, path: str = "") -> str | None:
+    """The path of the first text (or key) in ``value`` holding a NUL character, which
+    PostgreSQL cannot store in text (SQLite would): both refuse it alike, before any write."""
+    if isinstance(value, str):
+        return (path or "value") if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = key.replace("\x00", "\\u0000")  # the message names it, never holds it
+            here = f"{path}.{name}" if path else name
+            if "\x00" in key:
+                return here
+            found = nul_path(item, here)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = nul_path(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
 class EnergyOpsHandler(APIHandler):
     """Base of every EnergyOps route. Subclasses decorate each method with
     ``@web.authenticated`` and ``@authorized`` (action read / write / execute)."""
@@ -173,6 +195,13 @@ class EnergyOpsHandler(APIHandler):
             raise BadRequest(exc.message, code=exc.code) from None
         if not isinstance(body, dict):
             raise BadRequest("request body must be a JSON object", code="invalid_json")
+        where = nul_path(body)
+        if where is not None:
+            raise Invalid(
+                f"{where} must not contain NUL (U+0000) characters",
+                code="nul_in_text",
+                details={"field": where},
+            )
         return body
 
     def int_arg(

@@ -68,6 +68,20 @@ LIMIT_MB = MAX_JSON_BODY_BYTES // 1_000_000
 # (name, body, status, code, message: exact, or a fragment when it ends with "...")
 BAD_BODIES: list[tuple[str, bytes, int, str, str]] = [
     (
+        "NUL in text",
+        b'{"description": "a\\u0000b"}',
+        422,
+        "nul_in_text",
+        "description must not contain NUL (U+0000) characters",
+    ),
+    (
+        "NUL in a key",
+        in_config('{"a\\u0000": 1}'),
+        422,
+        "nul_in_text",
+        "config.x.a\\u0000 must not contain...",
+    ),
+    (
         "3000-deep arrays",
         in_config(nested(3000)),
         400,
