@@ -127,48 +127,68 @@ def claim(
     session: Session, server_id: str, now: datetime, lease: timedelta, limit: int
 ) -> list[Claimed]:
     """Claim up to ``limit`` due deliveries for ``server_id``. Each claim is a conditional
-    update of a row that is still claimable, so two servers never both take one."""
-    candidates = session.execute(
-        select(Delivery.id, Delivery.status, Delivery.attempts)
-        .where(_claimable(now))
-        .order_by(Delivery.next_attempt_at, Delivery.id)
-        .limit(limit)
-    ).all()
+    update of a row that is still claimable, so two servers never both take one; rows another
+    server took between the look and the update are passed over for the next ones due, so a
+    server that loses a race still gets its share."""
     claimed: list[Claimed] = []
-    for row_id, status, attempts in candidates:
-        result = session.execute(
-            update(Delivery)
-            .where(
-                Delivery.id == row_id,
-                Delivery.status == status,
-                Delivery.attempts == attempts,
-                _claimable(now),
-            )
-            .values(
-                status="sending",
-                attempts=Delivery.attempts + 1,
-                claimed_by=server_id,
-                claimed_until=now + lease,
-            )
-        )
-        if getattr(result, "rowcount", 0) != 1:
-            continue
-        row = session.get(Delivery, row_id, populate_existing=True)
-        assert row is not None
-        claimed.append(
-            Claimed(
-                id=row.id,
-                notification_id=row.notification_id,
-                url=row.url,
-                channel=row.channel,
-                title=row.title,
-                body=row.body,
-                severity=row.severity,
-                attempt=row.attempts,
-                max_attempts=row.max_attempts,
-            )
-        )
+    tried: list[int] = []
+    while len(claimed) < limit:
+        candidates = session.execute(
+            select(Delivery.id, Delivery.status, Delivery.attempts)
+            .where(_claimable(now), Delivery.id.not_in(tried))
+            .order_by(Delivery.next_attempt_at, Delivery.id)
+            .limit(limit - len(claimed))
+        ).all()
+        if not candidates:
+            break
+        for row_id, status, attempts in candidates:
+            tried.append(row_id)
+            taken = _take(session, row_id, status, attempts, server_id, now, lease)
+            if taken is not None:
+                claimed.append(taken)
     return claimed
+
+
+def _take(
+    session: Session,
+    row_id: int,
+    status: str,
+    attempts: int,
+    server_id: str,
+    now: datetime,
+    lease: timedelta,
+) -> Claimed | None:
+    """The row claimed for ``server_id``, or None when it changed since it was looked at."""
+    result = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.id == row_id,
+            Delivery.status == status,
+            Delivery.attempts == attempts,
+            _claimable(now),
+        )
+        .values(
+            status="sending",
+            attempts=Delivery.attempts + 1,
+            claimed_by=server_id,
+            claimed_until=now + lease,
+        )
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        return None
+    row = session.get(Delivery, row_id, populate_existing=True)
+    assert row is not None
+    return Claimed(
+        id=row.id,
+        notification_id=row.notification_id,
+        url=row.url,
+        channel=row.channel,
+        title=row.title,
+        body=row.body,
+        severity=row.severity,
+        attempt=row.attempts,
+        max_attempts=row.max_attempts,
+    )
 
 
 def _mine(delivery: Claimed, server_id: str) -> Any:

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session as DbSession
 
 from energyops_ext.db import Database
@@ -348,6 +348,52 @@ async def test_two_servers_workers_send_each_delivery_once(
     rows = deliveries(database)
     assert {(r.status, r.attempts) for r in rows} == {("sent", 1)}
     assert {r.claimed_by for r in rows} == {"server-a", "server-b"}
+
+
+def wait_for_lock_wait(db: Database, within_s: float = 10.0) -> None:
+    """Until a session of this database waits on a row lock."""
+    deadline = time.monotonic() + within_s
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    while time.monotonic() < deadline:
+        with db.read_engine.connect() as conn:
+            if conn.execute(query).scalar_one():
+                return
+    raise AssertionError(f"no session waited on a lock within {within_s} s")
+
+
+def test_a_server_that_loses_a_claim_race_takes_the_next_deliveries(
+    database: Database, second_database: Database, db_url: str
+) -> None:
+    """server-b looks at the same three due rows server-a is claiming; once server-a commits,
+    server-b's updates of those rows find them taken and it claims the next three instead of
+    none (before, one server could take every delivery while the other came back empty)."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite holds its write lock from BEGIN IMMEDIATE: no claim in between")
+    queue(database, [f"json://127.0.0.1:9/m{i}" for i in range(9)])
+    now, lease = datetime.now(UTC), timedelta(seconds=60)
+    first = database._write_sessions()
+    first.begin()
+    mine = outbox.claim(first, "server-a", now, lease, 3)  # held, not committed
+    result: list[list[outbox.Claimed]] = []
+
+    def claim_b() -> None:
+        result.append(
+            second_database.write_sync(lambda s: outbox.claim(s, "server-b", now, lease, 3))
+        )
+
+    other = threading.Thread(target=claim_b)
+    other.start()
+    wait_for_lock_wait(database)  # server-b has looked and waits on server-a's row locks
+    first.commit()
+    first.close()
+    other.join(10)
+    (theirs,) = result
+    assert len(mine) == len(theirs) == 3
+    assert not {d.id for d in mine} & {d.id for d in theirs}
+    assert {r.claimed_by for r in deliveries(database)} == {"server-a", "server-b", None}
 
 
 async def test_a_server_dying_mid_delivery_costs_a_retry_not_the_message(
