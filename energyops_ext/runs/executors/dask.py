@@ -155,11 +155,14 @@ class DaskExecutor:
             return
         me = self.me.id
         for run_id, user in await self.db.read(lambda s: _untaken_kills(s, ids, me)):
+            # the run ends killed before its task is cancelled: the cancelled task then finds
+            # it ended, instead of failing it first ("its Dask task failed: CancelledError")
+            reason = f"killed by {user} before it started on a Dask worker"
+            ended = await self.db.write(partial(_kill_untaken, run_id=run_id, me=me, reason=reason))
             future = self.futures.get(run_id)
             if future is not None:
                 await future.cancel()
-            reason = f"killed by {user} before it started on a Dask worker"
-            if await self.db.write(partial(_kill_untaken, run_id=run_id, me=me, reason=reason)):
+            if ended:
                 await self._ended(run_id)
 
     def health(self) -> dict[str, Any]:
