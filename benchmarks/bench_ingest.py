@@ -235,16 +235,16 @@ class RawRows:
 def _raw_rows(service: IngestService, upload: Upload) -> RawRows:
     kind = get_kind(upload.kind)
     frame = service.prepare(UploadRequest(**{**upload.request().__dict__, "dry_run": True})).rows
-    columns = ["date", "block", *(c.name for c in kind.columns)]
+    columns = store._columns(kind)
     dialect = service.db.write_engine.dialect
     stamp = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
     now = utcnow()
     upload_id = service.db.write_sync(functools.partial(_upload_record, kind=kind.name))
-    rows = store.Rows(frame, columns, kind.table, (upload_id, stamp(now) if stamp else now))
-    extra = ["upload_id", "updated_at"]
+    extra = {"upload_id": upload_id, "updated_at": stamp(now) if stamp else now}
+    rows = store.Rows(frame, columns, kind.table, extra)
     if dialect.name == "postgresql":
-        return RawRows([*columns, *extra], list(rows.copy_binary(extra)), [])
-    return RawRows([*columns, *extra], [], rows.tuples())
+        return RawRows(rows.names, list(rows.copy_binary()), [])
+    return RawRows(rows.names, [], rows.tuples())
 
 
 def _bare_read(upload: Upload) -> Callable[[], object]:

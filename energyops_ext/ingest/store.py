@@ -46,32 +46,37 @@ def _columns(kind: DatasetKind) -> list[str]:
 
 class Rows:
     """A frame's rows in ``columns`` order, each followed by the constant values of
-    ``extra`` (the upload id and stamp), in the shapes the drivers' bulk paths take. The
-    column types are those of ``table`` (a dataset table)."""
+    ``extra`` (column → value: the upload id and stamp), in the shapes the drivers' bulk
+    paths take. The column types are those of ``table`` (a dataset table)."""
 
     def __init__(
-        self, frame: pd.DataFrame, columns: list[str], table: str, extra: tuple[Any, ...] = ()
+        self,
+        frame: pd.DataFrame,
+        columns: list[str],
+        table: str,
+        extra: dict[str, Any] | None = None,
     ):
         self.frame = frame
         self.columns = columns
         self.table = table
-        self.extra = extra
+        self.extra = extra or {}
 
-    def __len__(self) -> int:
-        return len(self.frame)
+    @property
+    def names(self) -> list[str]:
+        """Every column the rows fill, in order."""
+        return [*self.columns, *self.extra]
 
     def tuples(self) -> list[tuple[Any, ...]]:
         """Plain Python tuples (None for missing), dates as ISO text: for executemany."""
         data = [_values(self.frame[name], name) for name in self.columns]
-        constants = [itertools.repeat(value, len(self.frame)) for value in self.extra]
+        constants = [itertools.repeat(value, len(self.frame)) for value in self.extra.values()]
         return list(zip(*data, *constants, strict=True))
 
-    def copy_binary(self, extra_columns: list[str]) -> Iterator[bytes]:
-        """The rows as PostgreSQL's binary COPY stream (``pgbinary``); ``extra_columns`` name
-        the columns of the ``extra`` values."""
+    def copy_binary(self) -> Iterator[bytes]:
+        """The rows as PostgreSQL's binary COPY stream (``pgbinary``)."""
         types = _pg_types(self.table)
         cells = [pgbinary.encode(self.frame[name], types[name]) for name in self.columns]
-        for name, value in zip(extra_columns, self.extra, strict=True):
+        for name, value in self.extra.items():
             one = pgbinary.encode([value], types[name])
             cells.append(
                 pgbinary.Cells(
@@ -111,16 +116,16 @@ def _values(col: pd.Series, name: str) -> Any:
     return values
 
 
-def _bulk_insert(conn: Connection, table: str, names: list[str], rows: Rows) -> None:
-    """``rows`` into ``table``'s columns ``names`` (the rows' columns, then their extra
-    ones) with the driver's bulk path: binary COPY or executemany."""
+def _bulk_insert(conn: Connection, table: str, rows: Rows) -> None:
+    """``rows`` into ``table`` with the driver's bulk path: binary COPY or executemany."""
     raw = conn.connection.driver_connection
     assert raw is not None
+    names = rows.names
     listed = ", ".join(names)
     if conn.dialect.name == "postgresql":
         statement = f"COPY {table} ({listed}) FROM STDIN (FORMAT BINARY)"
         with raw.cursor() as cur, cur.copy(statement) as copy:
-            for block in rows.copy_binary(names[len(rows.columns) :]):
+            for block in rows.copy_binary():
                 copy.write(block)
         return
     marks = ", ".join("?" for _ in names)
@@ -145,7 +150,7 @@ def _stage(conn: Connection, kind: DatasetKind, frame: pd.DataFrame) -> str:
         conn.exec_driver_sql(
             f"CREATE TEMP TABLE {stage} AS SELECT {names} FROM {kind.table} WHERE 0"
         )
-    _bulk_insert(conn, stage, columns, Rows(frame, columns, kind.table))
+    _bulk_insert(conn, stage, Rows(frame, columns, kind.table))
     return stage
 
 
@@ -159,14 +164,14 @@ def _insert_new(
     if conn.execute(probe, params).first() is not None:
         return False
     stamp = UTCDateTime().dialect_impl(conn.dialect).bind_processor(conn.dialect)
-    columns = [*_columns(kind), "upload_id", "updated_at"]
-    rows = Rows(frame, _columns(kind), kind.table, (upload_id, stamp(now) if stamp else now))
+    extra = {"upload_id": upload_id, "updated_at": stamp(now) if stamp else now}
+    rows = Rows(frame, _columns(kind), kind.table, extra)
     if conn.dialect.name != "postgresql":
-        _bulk_insert(conn, kind.table, columns, rows)
+        _bulk_insert(conn, kind.table, rows)
         return True
     conn.exec_driver_sql("SAVEPOINT energyops_insert_new")
     try:
-        _bulk_insert(conn, kind.table, columns, rows)
+        _bulk_insert(conn, kind.table, rows)
     except UniqueViolation:
         conn.exec_driver_sql("ROLLBACK TO SAVEPOINT energyops_insert_new")
         return False
