@@ -23,9 +23,8 @@ SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # flags and header extension: no
 TRAILER = b"\xff\xff"
 PG_EPOCH = np.datetime64(date(2000, 1, 1), "D")
 PG_EPOCH_TIME = datetime(2000, 1, 1, tzinfo=UTC)
-# the column types this writes, by PostgreSQL type: numpy dtype of the value
+# fixed-width PostgreSQL types: the numpy dtype of the value
 FIXED = {"float8": ">f8", "int2": ">i2", "int4": ">i4", "int8": ">i8"}
-TYPES = (*FIXED, "date", "timestamptz", "text")
 ROWS_PER_BLOCK = 8192
 
 
