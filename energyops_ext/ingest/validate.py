@@ -136,11 +136,12 @@ class _Collector:
 
 
 def _show(value: Any) -> str | None:
+    """A cell as the report shows it; a NUL (which no stored report can hold) as ``\\u0000``."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
     if value is pd.NaT:
         return None
-    return str(value)
+    return str(value).replace("\x00", "\\u0000")
 
 
 def validate(frame: pd.DataFrame, kind: DatasetKind, mapping: dict[str, str]) -> Validation:
@@ -148,6 +149,7 @@ def validate(frame: pd.DataFrame, kind: DatasetKind, mapping: dict[str, str]) ->
     c = _Collector(frame, mapping)
     _check_time(c, frame)
     _check_values(c, frame, kind)
+    _check_text(c, frame, kind)
     for key in kind.required_keys:
         c.add(
             frame[key].isna() | (frame[key] == ""),
@@ -234,6 +236,17 @@ def _check_values(c: _Collector, frame: pd.DataFrame, kind: DatasetKind) -> None
             "no_values",
             "the row has no value in any of: " + ", ".join(col.name for col in present),
         )
+
+
+def _check_text(c: _Collector, frame: pd.DataFrame, kind: DatasetKind) -> None:
+    """Text with a NUL: PostgreSQL text cannot hold one (SQLite would keep it silently). Each
+    distinct value is looked at once."""
+    for col in kind.text_columns:
+        if col.name not in frame:
+            continue
+        codes, distinct = pd.factorize(frame[col.name].to_numpy(dtype=object))
+        has_nul = np.array(["\x00" in str(v) for v in distinct] + [False], dtype=bool)
+        c.add(has_nul[codes], col.name, "nul_in_text", "the text holds a NUL character")
 
 
 def _check_duplicates(c: _Collector, frame: pd.DataFrame, kind: DatasetKind) -> None:

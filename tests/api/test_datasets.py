@@ -308,6 +308,34 @@ async def test_exchange_file_and_semicolon_bom_csv(api: Fetch) -> None:
     assert report["columns"]["date"] == "Date"
 
 
+async def test_nul_in_a_text_cell_rejects_its_row(api: Fetch, services: Services) -> None:
+    """A NUL no database text column can hold, past the part of a csv sniffed for binary
+    content: in a key (Plant) and in a descriptive column (Plant Name)."""
+    days = [date(2024, 4, d) for d in range(1, 13)]
+    rows = [r for d in days for r in snapshot_rows(d)]
+    rows[-1][10] = "P1\x00name"
+    rows[-2][2] = "P\x001"
+    data = csv_bytes(SNAPSHOT_HEADER, rows)
+    assert data.index(b"\x00") > 64 * 1024
+    r = await upload(api, "market-snapshot", "nul.csv", data)
+    report = body(r)
+    assert r.code == 201, report
+    assert (report["rows_inserted"], report["rows_rejected"]) == (len(rows) - 2, 2), report
+    errors = {(e["row"], e["column"], e["rule"]) for e in report["errors"]}
+    assert errors == {
+        (len(rows) + 1, "Plant Name", "nul_in_text"),
+        (len(rows), "Plant", "nul_in_text"),
+    }, report["errors"]
+    assert all("\x00" not in (e["value"] or "") for e in report["errors"])
+    assert await count_rows(services, "market_snapshot") == len(rows) - 2
+
+    r = await upload(api, "exchange-prices", "iex.xlsx", exchange_xlsx(DAY), market="D\x00AM")
+    assert_error(r, 422, "nul_in_text", "market")
+    r = await api("GET", "datasets/market-snapshot/rows", params={"plant": "P\x001"})
+    assert r.code == 200 and body(r)["items"] == []  # Tornado reads a query's NUL as a space
+    assert await count_rows(services, "exchange_prices") == 0
+
+
 async def test_modes(api: Fetch, services: Services) -> None:
     days = [DAY, date(2024, 4, 14)]
     data = snapshot_csv(days)
