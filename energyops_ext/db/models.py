@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    PrimaryKeyConstraint,
     SmallInteger,
     String,
     Text,
@@ -294,6 +295,12 @@ class Notification(Base):
 # --- datasets (DATA.md). Key columns are NOT NULL (empty string for "none") so upserts work. ---
 
 
+def _keyed_by(*key: str) -> tuple[Any, ...]:
+    """A dataset row is identified by its key (see migration 0009): the key is the primary
+    key, and on SQLite the table is stored in key order (``WITHOUT ROWID``)."""
+    return (PrimaryKeyConstraint(*key), {"sqlite_with_rowid": False})
+
+
 def _upload_ref() -> Mapped[int | None]:
     """The upload a row came from. No foreign key: see migration 0008 (the upload is written
     in the row's transaction and never deleted; a per-row check cost bulk writes dearly)."""
@@ -302,9 +309,8 @@ def _upload_ref() -> Mapped[int | None]:
 
 class MarketSnapshot(Base):
     __tablename__ = "market_snapshot"
-    __table_args__ = (UniqueConstraint("date", "block", "plant", "contract"),)
+    __table_args__ = _keyed_by("date", "block", "plant", "contract")
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
     upload_id: Mapped[int | None] = _upload_ref()
     date: Mapped[Date]
     block: Mapped[int] = mapped_column(SmallInteger)
@@ -327,9 +333,8 @@ class MarketSnapshot(Base):
 
 class ExchangePrice(Base):
     __tablename__ = "exchange_prices"
-    __table_args__ = (UniqueConstraint("date", "block", "market", "area"),)
+    __table_args__ = _keyed_by("date", "block", "market", "area")
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
     upload_id: Mapped[int | None] = _upload_ref()
     market: Mapped[str] = mapped_column(String(8))  # DAM | RTM | GDAM
     date: Mapped[Date]
@@ -345,9 +350,8 @@ class ExchangePrice(Base):
 
 class GeneratorSchedule(Base):
     __tablename__ = "generator_schedule"
-    __table_args__ = (UniqueConstraint("date", "block", "plant_id", "contract"),)
+    __table_args__ = _keyed_by("date", "block", "plant_id", "contract")
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
     upload_id: Mapped[int | None] = _upload_ref()
     date: Mapped[Date]
     block: Mapped[int] = mapped_column(SmallInteger)
@@ -365,9 +369,8 @@ class GeneratorSchedule(Base):
 
 class ContractSchedule(Base):
     __tablename__ = "contract_schedule"
-    __table_args__ = (UniqueConstraint("date", "block", "contract"),)
+    __table_args__ = _keyed_by("date", "block", "contract")
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
     upload_id: Mapped[int | None] = _upload_ref()
     date: Mapped[Date]
     block: Mapped[int] = mapped_column(SmallInteger)
@@ -382,9 +385,8 @@ class ContractSchedule(Base):
 
 class MarketBid(Base):
     __tablename__ = "market_bids"
-    __table_args__ = (UniqueConstraint("date", "block", "plant_id", "market"),)
+    __table_args__ = _keyed_by("date", "block", "plant_id", "market")
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
     upload_id: Mapped[int | None] = _upload_ref()
     date: Mapped[Date]
     block: Mapped[int] = mapped_column(SmallInteger)
@@ -405,9 +407,8 @@ class StorageSchedule(Base):
     """Battery / pumped-hydro positions, the input of SO (storage) models."""
 
     __tablename__ = "storage_schedule"
-    __table_args__ = (UniqueConstraint("date", "block", "region", "state", "storage_type"),)
+    __table_args__ = _keyed_by("date", "block", "region", "state", "storage_type")
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
     upload_id: Mapped[int | None] = _upload_ref()
     date: Mapped[Date]
     block: Mapped[int] = mapped_column(SmallInteger)

@@ -69,11 +69,14 @@ def encode_cursor(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[date, int, int]:
+def decode_cursor(cursor: str, kind: DatasetKind) -> tuple[Any, ...]:
+    """The key of the last row of a page: date, block, then the kind's other key columns."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        day, block, row_id = json.loads(base64.urlsafe_b64decode(padded))
-        return date.fromisoformat(day), int(block), int(row_id)
+        day, block, *rest = json.loads(base64.urlsafe_b64decode(padded))
+        if len(rest) != len(kind.extra_keys) or not all(isinstance(v, str) for v in rest):
+            raise ValueError("not this kind's key")
+        return (date.fromisoformat(day), int(block), *rest)
     except (ValueError, TypeError, binascii.Error):
         raise BadRequest(
             "cursor is not a cursor this API returned",
@@ -90,8 +93,10 @@ def list_rows(
     limit: int,
     cursor: str | None,
 ) -> dict[str, Any]:
-    """Rows ordered by (date, block, id); ``next_cursor`` continues after the last one."""
+    """Rows in key order (date, block, then the kind's other key columns); ``next_cursor``
+    continues after the last one."""
     model: Any = kind.model
+    key = [getattr(model, name) for name in kind.key]
     query = select(model)
     if span.start is not None:
         query = query.where(model.date >= span.start)
@@ -100,16 +105,18 @@ def list_rows(
     for name, value in filters.items():
         query = query.where(getattr(model, name) == value)
     if cursor:
-        day, block, row_id = decode_cursor(cursor)
-        query = query.where(tuple_(model.date, model.block, model.id) > (day, block, row_id))
-    rows = session.scalars(query.order_by(model.date, model.block, model.id).limit(limit + 1)).all()
+        query = query.where(tuple_(*key) > decode_cursor(cursor, kind))
+    rows = session.scalars(query.order_by(*key).limit(limit + 1)).all()
     more = len(rows) > limit
     rows = rows[:limit]
-    columns = ["id", "upload_id", "date", "block", *(c.name for c in kind.columns), "updated_at"]
+    columns = ["upload_id", "date", "block", *(c.name for c in kind.columns), "updated_at"]
     items = [{c: _json_value(getattr(r, c)) for c in columns} for r in rows]
-    next_cursor = (
-        encode_cursor([rows[-1].date.isoformat(), rows[-1].block, rows[-1].id]) if more else None
-    )
+    next_cursor = None
+    if more:
+        last = rows[-1]
+        next_cursor = encode_cursor(
+            [last.date.isoformat(), last.block, *(getattr(last, k) for k in kind.extra_keys)]
+        )
     return {"items": items, "next_cursor": next_cursor, "limit": limit}
 
 

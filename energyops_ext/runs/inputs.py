@@ -23,7 +23,7 @@ MAX_CONFIG_BYTES = 64 * 1024
 MAX_INPUTS = 10
 MAX_INPUT_DAYS = 400
 PRIORITY_RANGE = (-1000, 1000)
-SKIP_COLUMNS = {"id", "upload_id"}
+SKIP_COLUMNS = {"upload_id"}
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,7 @@ async def everything_stored(services: Services) -> dict[str, list[tuple[Any, ...
 
     def read(session: Session) -> dict[str, list[tuple[Any, ...]]]:
         return {
-            t: [tuple(r) for r in session.execute(text(f"SELECT * FROM {t} ORDER BY id"))]
+            t: sorted((tuple(r) for r in session.execute(text(f"SELECT * FROM {t}"))), key=repr)
             for t in tables
         }
 

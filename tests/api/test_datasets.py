@@ -17,6 +17,7 @@ from tornado.httpclient import HTTPResponse
 
 from energyops_ext.errors import format_size
 from energyops_ext.events import DATASETS, Event
+from energyops_ext.ingest.queries import encode_cursor as encode
 from energyops_ext.services import Services
 from tests.ingest_files import (
     SNAPSHOT_HEADER,
@@ -152,6 +153,21 @@ async def test_rows_paging_and_filters(api: Fetch) -> None:
         if cursor is None:
             break
     assert seen == [(DAY.isoformat(), b, "P2") for b in range(1, 97)]
+
+    # pages of 7 end between the two plants of a block as often as between blocks
+    seen, cursor = [], None
+    while True:
+        params = {"limit": "7", **({"cursor": cursor} if cursor else {})}
+        page = body(await api("GET", "datasets/market-snapshot/rows", params=params))
+        seen += [(i["date"], i["block"], i["plant"]) for i in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [(DAY.isoformat(), b, p) for b in range(1, 97) for p in ("P1", "P2")]
+    assert "id" not in page["items"][0] and page["items"][0]["contract"] == ""
+    for wrong in ([DAY.isoformat(), 5], [DAY.isoformat(), 5, "P1"], [DAY.isoformat(), 5, 1, 2]):
+        r = await api("GET", "datasets/market-snapshot/rows", params={"cursor": encode(wrong)})
+        assert_error(r, 400, "invalid_parameter", "cursor")
     page = body(
         await api(
             "GET",
