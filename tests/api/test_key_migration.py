@@ -55,7 +55,7 @@ def contents(engine: sa.Engine, name: str) -> list[tuple[object, ...]]:
     table = table_of(engine, name)
     columns = [c for c in table.columns if c.name != "id"]
     with engine.connect() as conn:
-        return sorted(conn.execute(sa.select(*columns)).all(), key=repr)
+        return sorted((tuple(row) for row in conn.execute(sa.select(*columns))), key=repr)
 
 
 def key_order(engine: sa.Engine, name: str) -> list[str]:
