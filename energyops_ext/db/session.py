@@ -92,10 +92,19 @@ def _make_engine(url: URL, *, immediate: bool) -> Engine:
     return engine
 
 
+CHECKPOINT_INTERVAL = 1.0  # seconds between SQLite WAL checkpoints at most
+
+
 class Database:
     """One database: a read engine, a write engine (the same one on PostgreSQL), and threads."""
 
-    def __init__(self, url: str | URL, *, reader_threads: int = 4) -> None:
+    def __init__(
+        self,
+        url: str | URL,
+        *,
+        reader_threads: int = 4,
+        checkpoint_interval: float = CHECKPOINT_INTERVAL,
+    ) -> None:
         self.url = normalize_url(url)
         self.kind = self.url.get_backend_name()  # "sqlite" | "postgresql"
         if self.kind == "sqlite" and self.url.database:
@@ -116,6 +125,9 @@ class Database:
         )
         self._checkpoint_lock = threading.Lock()
         self._checkpoint_pending = False
+        self._checkpoint_interval = checkpoint_interval
+        self._last_checkpoint = -checkpoint_interval
+        self._closing = threading.Event()
 
     @property
     def display_url(self) -> str:
@@ -135,7 +147,9 @@ class Database:
         """SQLite: copy the WAL back into the database file on a thread of its own, once per
         burst of commits. Left to SQLite, the commit that takes the WAL past 1000 pages does
         it, with an fsync, while its caller waits: a year of blocks paid 30-60 ms for it. A
-        PASSIVE checkpoint waits for no reader or writer; what it leaves, the next one takes."""
+        PASSIVE checkpoint waits for no reader or writer; what it leaves, the next one takes.
+        Checkpoints are at least ``checkpoint_interval`` seconds apart: a loud run commits its
+        log every few tens of milliseconds, and each checkpoint fsyncs the database file."""
         if self._checkpointer is None:
             return
         with self._checkpoint_lock:
@@ -148,6 +162,9 @@ class Database:
             self._checkpoint_pending = False
 
     def _checkpoint(self) -> None:
+        """Commits made while this waits out the interval are in the checkpoint it then runs;
+        closing cuts the wait short."""
+        self._closing.wait(self._last_checkpoint + self._checkpoint_interval - time.monotonic())
         with self._checkpoint_lock:
             self._checkpoint_pending = False
         try:
@@ -155,6 +172,7 @@ class Database:
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
         except Exception:  # the next commit schedules another
             log.debug("WAL checkpoint failed", exc_info=True)
+        self._last_checkpoint = time.monotonic()
 
     @contextmanager
     def read_session(self) -> Iterator[Session]:
@@ -196,6 +214,7 @@ class Database:
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=True)
         if self._checkpointer is not None:
+            self._closing.set()
             self._checkpointer.shutdown(wait=True)
             self._checkpoint()
         self.write_engine.dispose()
