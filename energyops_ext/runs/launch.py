@@ -130,7 +130,7 @@ class RunLauncher:
             notebook_output=paths.output_dir / NOTEBOOK_OUTPUT if notebook else None,
         )
         env = run_environment(paths, ctx.run_id, ctx.model_type, ctx.config, ctx.parameters)
-        spare = spare_bwrap if sandbox.mode == "bwrap" else None
+        bwrap = sandbox.mode == "bwrap"
         return RunProcess(
             argv,
             env,
@@ -139,7 +139,8 @@ class RunLauncher:
             log,
             kill_grace_s=self.settings.kill_grace_s,
             procs=self.procs,
-            spare=spare,
+            spare=spare_bwrap if bwrap else None,
+            wrapped=bwrap,
         )
 
 

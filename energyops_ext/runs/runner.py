@@ -35,6 +35,13 @@ class Outcome:
     runtime_ms: int
 
 
+def signal_exit(code: int) -> int:
+    """A wrapper's exit status for a child killed by signal N (128 + N) as the child's own
+    (-N). Which of the two a kill of the whole tree yields depends on which process dies
+    first; a script that calls ``exit(137)`` under the wrapper reads as killed too."""
+    return 128 - code if 128 < code <= 128 + 64 else code
+
+
 def spare_bwrap(pid: int) -> bool:
     """bubblewrap's own processes get no SIGTERM: they leave when the script leaves, and
     killing them first would SIGKILL the script without its grace period."""
@@ -110,7 +117,10 @@ class RunProcess:
         kill_grace_s: float,
         procs: ProcessBackend,
         spare: Callable[[int], bool] | None = None,
+        wrapped: bool = False,
     ) -> None:
+        """``wrapped``: the process is a wrapper (bubblewrap) that exits with 128 + N when the
+        script dies of signal N; the run's exit code is then -N, as without the wrapper."""
         self.argv = argv
         self.env = env
         self.cwd = cwd
@@ -118,6 +128,7 @@ class RunProcess:
         self.sink = sink
         self.kill_grace_s = kill_grace_s
         self.spare = spare
+        self.wrapped = wrapped
         self.procs = procs
         self.proc: subprocess.Popen[bytes] | None = None
         self.job: Containment | None = None
@@ -200,6 +211,8 @@ class RunProcess:
             stop.cancel()
             stop_watching()
         exit_code = await asyncio.to_thread(proc.wait)
+        if self.wrapped:
+            exit_code = signal_exit(exit_code)
         if self.job is not None:
             self.job.close()
         self._drain_deadline = time.monotonic() + DRAIN_S

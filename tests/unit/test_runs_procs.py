@@ -18,7 +18,7 @@ import pytest
 from energyops_ext.config import EnergyOps, Settings
 from energyops_ext.runs import registry
 from energyops_ext.runs.procs import ProcessBackend, ProcRef, process_backend, winjob
-from energyops_ext.runs.runner import RunProcess, terminate_tree
+from energyops_ext.runs.runner import RunProcess, signal_exit, terminate_tree
 from energyops_ext.runs.sandbox import (
     RunPaths,
     build_command,
@@ -253,6 +253,36 @@ async def test_a_kill_reaches_the_whole_family_and_the_exit_watch_does_not_reap(
     outcome = await run.finish(timeout_s=30)
     assert outcome.reason == "killed" and outcome.exit_code == -signal.SIGTERM
     assert alive(pids) == []
+
+
+@pytest.mark.parametrize(("wrapped", "code"), [(True, -signal.SIGKILL), (False, 128 + 9)])
+async def test_a_wrappers_exit_for_a_killed_child_reads_as_the_signal(
+    procs: ProcessBackend, tmp_path: Path, wrapped: bool, code: int
+) -> None:
+    marker, env = marker_env(tmp_path)
+    # the outer shell exits as bubblewrap does when its child dies of SIGKILL: 128 + 9
+    run = RunProcess(
+        ["sh", "-c", "sh -c 'kill -9 $$'; exit $?"],
+        env,
+        tmp_path,
+        marker,
+        Lines(),
+        kill_grace_s=0.5,
+        procs=procs,
+        wrapped=wrapped,
+    )
+    await asyncio.to_thread(run.start)
+    outcome = await run.finish(timeout_s=30)
+    assert (outcome.reason, outcome.exit_code) == ("exit", code)
+    assert [signal_exit(c) for c in (0, 1, 128, 129, 192, 193, 255)] == [
+        0,
+        1,
+        128,
+        -1,
+        -64,
+        193,
+        255,
+    ]
 
 
 def test_the_windows_job_object_layout_and_refusal_elsewhere() -> None:
