@@ -105,7 +105,9 @@ def _date(item: dict[str, Any], key: str, index: int) -> date:
         ) from None
 
 
-def _inputs(value: Any) -> list[InputSpec]:
+def parse_inputs(value: Any) -> list[InputSpec]:
+    """A request's (or a stored run's or schedule's) ``inputs``: dataset ranges a run is given
+    as files; a 422 naming the field for anything else."""
     if not isinstance(value, list):
         raise _bad("inputs", "inputs must be a list of {kind, from, to} objects")
     if len(value) > MAX_INPUTS:
@@ -155,7 +157,7 @@ def parse_run_request(
     return RunRequest(
         args=_args(body.get("args", [])),
         config=_config(body.get("config", {})),
-        inputs=_inputs(body.get("inputs", [])),
+        inputs=parse_inputs(body.get("inputs", [])),
         timeout_s=_int_field(
             body, "timeout_s", settings.run_timeout_s, 1, settings.max_run_timeout_s
         ),

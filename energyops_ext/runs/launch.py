@@ -114,7 +114,7 @@ class RunLauncher:
         await asyncio.to_thread(_write_run_dir, paths, source, script)
         log.add("system", [sandbox.describe()])
         if ctx.inputs:
-            specs = run_inputs._inputs(ctx.inputs)
+            specs = run_inputs.parse_inputs(ctx.inputs)
             lines = await self.db.read(lambda s: run_inputs.write_inputs(s, specs, paths.input_dir))
             log.add("system", lines)
             hashes = await asyncio.to_thread(_input_hashes, paths.input_dir)

@@ -99,7 +99,7 @@ def run_parameters(
     request = RunRequest(
         args=list(schedule.args),
         config=dict(schedule.config),
-        inputs=run_inputs._inputs(schedule.inputs),
+        inputs=run_inputs.parse_inputs(schedule.inputs),
         timeout_s=schedule.timeout_s,
         priority=schedule.priority,
         parameters=dict(schedule.parameters or {}),
