@@ -70,15 +70,26 @@ def survivors(token: str) -> list[str]:
     return [line for line in found.stdout.splitlines() if "pgrep" not in line]
 
 
+def connected_health(node: Node, within: float = 30) -> dict[str, Any]:
+    """/health once the server has connected to the scheduler (a loaded machine can make it
+    miss its first connect timeout and reconnect; the run queue waits meanwhile)."""
+    deadline = time.monotonic() + within
+    while True:
+        health: dict[str, Any] = node.get("health")
+        if health["executor"]["connected"]:
+            return health
+        assert time.monotonic() < deadline, health["executor"]
+        time.sleep(0.2)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_a_run_on_a_worker_is_the_same_run(
     tmp_path: Path, backend: str, workers: tuple[DaskCluster, dict[str, str]]
 ) -> None:
     scheduler, addresses = workers
     with cluster(tmp_path, backend, 2, energyops=dask_settings(scheduler.address)) as (a, b):
-        health = a.get("health")
-        assert health["executor"]["name"] == "dask" and health["executor"]["connected"]
-        assert health["executor"]["workers"] == 2
+        health = connected_health(a)
+        assert health["executor"]["name"] == "dask" and health["executor"]["workers"] == 2
         printer = await asyncio.to_thread(a.upload_script, "test_printer.py", PRINTER)
         run = await asyncio.to_thread(a.run, printer["id"], args=["5000", "2000"])
         topic = f"run:{run['id']}"
