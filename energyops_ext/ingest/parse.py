@@ -292,7 +292,7 @@ def parse_numbers(cells: pd.Series) -> tuple[pd.Series, pd.Series]:
     if pd.api.types.is_numeric_dtype(cells.dtype) and cells.dtype != bool:
         return cells.astype(float), pd.Series(False, index=cells.index)
     try:
-        return cells.astype("float64"), pd.Series(False, index=cells.index)
+        return _all_numbers(cells), pd.Series(False, index=cells.index)
     except (ValueError, TypeError):
         pass
     numbers = (cell_kinds(cells) == "number").to_numpy()
@@ -308,6 +308,18 @@ def parse_numbers(cells: pd.Series) -> tuple[pd.Series, pd.Series]:
     bad = pd.Series(False, index=cells.index)
     bad[text.index] = parsed.isna() & ~_spread(_is_missing(distinct), codes, text.index)
     return values, bad
+
+
+def _all_numbers(cells: pd.Series) -> pd.Series:
+    """Every cell as a float at once, or ValueError / TypeError. A column of text alone (csv)
+    goes through pandas' C parser, which reads decimal text to the same double as ``float`` at
+    less than half its cost; it reads markers such as ``#N/A`` as missing where ``float``
+    refuses them, so a column in which it finds a missing value goes through ``float``."""
+    if pd.api.types.infer_dtype(cells, skipna=False) == "string":
+        numbers = pd.to_numeric(cells, errors="raise")
+        if not numbers.isna().any():
+            return numbers.astype("float64")
+    return cells.astype("float64")
 
 
 def _is_missing(text: pd.Series) -> pd.Series:

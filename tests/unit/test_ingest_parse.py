@@ -119,6 +119,19 @@ def test_missing_numbers(cell: object) -> None:
     assert np.isnan(values.iloc[0]) and not bad.iloc[0]
 
 
+@given(st.lists(st.floats(allow_nan=False), min_size=1, max_size=50))
+def test_a_column_of_number_text_reads_as_float_reads_it(values: list[float]) -> None:
+    texts = [repr(v) for v in values] + [f"{v:.3g}" for v in values]
+    parsed, bad = parse_numbers(pd.Series(texts, dtype=object))
+    assert parsed.tolist() == [float(t) for t in texts] and not bad.any()
+
+
+def test_error_markers_beside_number_text_are_not_numbers() -> None:
+    values, bad = parse_numbers(series("12.5", "#N/A", "<NA>", "None", "1_000", "-NaN"))
+    assert bad.tolist() == [False, True, True, False, False, True]
+    assert values.iloc[0] == 12.5 and values.iloc[4] == 1000 and values.iloc[1:4].isna().all()
+
+
 def test_text_is_not_a_number() -> None:
     values, bad = parse_numbers(series("lots", "1.2.3", "5"))
     assert bad.tolist() == [True, True, False]
