@@ -70,7 +70,7 @@ def encode_cursor(values: list[Any]) -> str:
 
 
 def decode_cursor(cursor: str, kind: DatasetKind) -> tuple[Any, ...]:
-    """The key of the last row of a page: date, block, then the kind's other key columns."""
+    """The key of the last row of a page, in ``kind.stored_key`` order."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         day, block, *rest = json.loads(base64.urlsafe_b64decode(padded))
@@ -93,10 +93,9 @@ def list_rows(
     limit: int,
     cursor: str | None,
 ) -> dict[str, Any]:
-    """Rows in key order (date, block, then the kind's other key columns); ``next_cursor``
-    continues after the last one."""
+    """Rows in key order (``kind.stored_key``); ``next_cursor`` continues after the last one."""
     model: Any = kind.model
-    key = [getattr(model, name) for name in kind.key]
+    key = [getattr(model, name) for name in kind.stored_key]
     query = select(model)
     if span.start is not None:
         query = query.where(model.date >= span.start)
@@ -113,10 +112,8 @@ def list_rows(
     items = [{c: _json_value(getattr(r, c)) for c in columns} for r in rows]
     next_cursor = None
     if more:
-        last = rows[-1]
-        next_cursor = encode_cursor(
-            [last.date.isoformat(), last.block, *(getattr(last, k) for k in kind.extra_keys)]
-        )
+        last = [_json_value(getattr(rows[-1], name)) for name in kind.stored_key]
+        next_cursor = encode_cursor(last)
     return {"items": items, "next_cursor": next_cursor, "limit": limit}
 
 

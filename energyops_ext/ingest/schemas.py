@@ -73,6 +73,12 @@ class DatasetKind:
         return tuple(k for k in self.key if k not in ("date", "block"))
 
     @property
+    def stored_key(self) -> tuple[str, ...]:
+        """The key in the order the table keeps it (its primary key, migration 0009): date,
+        block, then the other key columns. Rows are listed and paged in this order."""
+        return ("date", "block", *self.extra_keys)
+
+    @property
     def required_keys(self) -> tuple[str, ...]:
         """Key columns that must come from the file, a fallback or the request."""
         return tuple(k for k in self.extra_keys if k not in self.default_empty)

@@ -165,6 +165,21 @@ async def test_rows_paging_and_filters(api: Fetch) -> None:
             break
     assert seen == [(DAY.isoformat(), b, p) for b in range(1, 97) for p in ("P1", "P2")]
     assert "id" not in page["items"][0] and page["items"][0]["contract"] == ""
+
+    # a kind whose key is not written date first: exchange prices are keyed market, date, ...
+    for market in ("RTM", "DAM"):
+        r = await upload(api, "exchange-prices", "iex.xlsx", exchange_xlsx(DAY), market=market)
+        assert body(r)["rows_inserted"] == 96, body(r)
+    prices: list[tuple[str, int, str]] = []
+    cursor = None
+    while True:
+        params = {"limit": "7", **({"cursor": cursor} if cursor else {})}
+        page = body(await api("GET", "datasets/exchange-prices/rows", params=params))
+        prices += [(i["date"], i["block"], i["market"]) for i in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert prices == [(DAY.isoformat(), b, m) for b in range(1, 97) for m in ("DAM", "RTM")]
     for wrong in ([DAY.isoformat(), 5], [DAY.isoformat(), 5, "P1"], [DAY.isoformat(), 5, 1, 2]):
         r = await api("GET", "datasets/market-snapshot/rows", params={"cursor": encode(wrong)})
         assert_error(r, 400, "invalid_parameter", "cursor")
