@@ -191,11 +191,7 @@ def write_inputs(session: Session, specs: list[InputSpec], input_dir: Path) -> l
         query = (
             select(*columns)
             .where(model.date >= spec.start, model.date <= spec.end)
-            .order_by(
-                model.date,
-                model.block,
-                *[c for c in columns if c.name not in ("date", "block")][:2],
-            )
+            .order_by(*model.__table__.primary_key.columns)  # date, block, the other keys
         )
         rows = 0
         with (input_dir / name).open("w", newline="", encoding="utf-8") as fh:
