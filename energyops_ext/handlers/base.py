@@ -136,6 +136,18 @@ def nul_path(value: Any, path: str = "") -> str | None:
     return None
 
 
+def refuse_nul(value: Any) -> None:
+    """422 ``nul_in_text`` naming the first field of ``value`` (a JSON body, a form's fields)
+    that holds a NUL character."""
+    where = nul_path(value)
+    if where is not None:
+        raise Invalid(
+            f"{where} must not contain NUL (U+0000) characters",
+            code="nul_in_text",
+            details={"field": where},
+        )
+
+
 class EnergyOpsHandler(APIHandler):
     """Base of every EnergyOps route. Subclasses decorate each method with
     ``@web.authenticated`` and ``@authorized`` (action read / write / execute)."""
@@ -195,13 +207,7 @@ class EnergyOpsHandler(APIHandler):
             raise BadRequest(exc.message, code=exc.code) from None
         if not isinstance(body, dict):
             raise BadRequest("request body must be a JSON object", code="invalid_json")
-        where = nul_path(body)
-        if where is not None:
-            raise Invalid(
-                f"{where} must not contain NUL (U+0000) characters",
-                code="nul_in_text",
-                details={"field": where},
-            )
+        refuse_nul(body)
         return body
 
     def int_arg(

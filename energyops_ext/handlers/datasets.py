@@ -15,7 +15,7 @@ from ..ingest.queries import get_upload, list_kinds, list_rows, list_uploads
 from ..ingest.read import file_format
 from ..ingest.schemas import get_kind
 from ..ingest.service import UploadRequest
-from .base import EnergyOpsHandler, allow
+from .base import EnergyOpsHandler, allow, refuse_nul
 from .uploads import StreamingUploadHandler
 
 OPTIONS = ("sheet", "mode", "dry_run", "strict")
@@ -71,16 +71,21 @@ class DatasetUploadsHandler(StreamingUploadHandler):
         sheet = values.pop("sheet", None) or None
         if sheet is not None:
             check_name(sheet, "sheet")
+        mode = (values.pop("mode", None) or "upsert").strip().lower()
+        dry_run = _flag("dry_run", values.pop("dry_run", None))
+        strict = _flag("strict", values.pop("strict", None))
+        defaults = {k: v.strip() for k, v in values.items() if v.strip()}
+        refuse_nul(defaults)  # column values (market=...), refused as in a JSON body
         return UploadRequest(
             kind=kind,
             path=part.path,
             filename=part.filename,
             user=self.user_name,
             sheet=sheet,
-            mode=(values.pop("mode", None) or "upsert").strip().lower(),
-            dry_run=_flag("dry_run", values.pop("dry_run", None)),
-            strict=_flag("strict", values.pop("strict", None)),
-            defaults={k: v.strip() for k, v in values.items() if v.strip()},
+            mode=mode,
+            dry_run=dry_run,
+            strict=strict,
+            defaults=defaults,
         )
 
 

@@ -77,20 +77,13 @@ def _sha256(path: Path) -> str:
 
 
 def check_defaults(kind: DatasetKind, defaults: dict[str, str]) -> dict[str, str]:
-    """Request values for columns: only columns of the kind, numbers where numbers go, no
-    NUL in text."""
+    """Request values for columns: only columns of the kind, numbers where numbers go."""
     names = {c.name for c in kind.columns}
     for name, value in defaults.items():
         if name not in names:
             raise BadRequest(
                 f"unknown field {name!r}; {kind.name} columns are: {', '.join(sorted(names))}",
                 code="unknown_field",
-                details={"field": name},
-            )
-        if "\x00" in value:
-            raise Invalid(
-                f"{name} must not contain NUL (U+0000) characters",
-                code="nul_in_text",
                 details={"field": name},
             )
         if kind.column(name).numeric:
