@@ -71,6 +71,28 @@ def marker_env(tmp_path: Path) -> tuple[bytes, dict[str, str]]:
     return f"ENERGYOPS_OUTPUT_DIR={tmp_path}\0".encode(), env
 
 
+def run_process(
+    argv: list[str],
+    tmp_path: Path,
+    procs: ProcessBackend,
+    lines: Lines | None = None,
+    *,
+    wrapped: bool = False,
+) -> RunProcess:
+    """A run of ``argv`` in ``tmp_path``, marked by its output dir, with a 0.5 s kill grace."""
+    marker, env = marker_env(tmp_path)
+    return RunProcess(
+        argv,
+        env,
+        tmp_path,
+        marker,
+        lines or Lines(),
+        kill_grace_s=0.5,
+        procs=procs,
+        wrapped=wrapped,
+    )
+
+
 def alive(pids: list[int]) -> list[int]:
     """Which of ``pids`` live, read from /proc (the ground truth, whatever the backend)."""
     return [pid for pid in pids if registry.is_alive(pid)]
@@ -211,17 +233,10 @@ def test_a_recycled_pid_is_never_signalled(
 async def test_the_exit_ends_a_run_whose_grandchild_holds_the_pipes(
     procs: ProcessBackend, tmp_path: Path
 ) -> None:
-    marker, env = marker_env(tmp_path)
     pid_file = tmp_path / "pids"
     lines = Lines()
-    run = RunProcess(
-        [sys.executable, "-u", "-c", FAMILY, str(pid_file), "exit"],
-        env,
-        tmp_path,
-        marker,
-        lines,
-        kill_grace_s=0.5,
-        procs=procs,
+    run = run_process(
+        [sys.executable, "-u", "-c", FAMILY, str(pid_file), "exit"], tmp_path, procs, lines
     )
     run.start()
     assert run.start_time == procs.start_time(run.pid or 0)
@@ -236,17 +251,8 @@ async def test_the_exit_ends_a_run_whose_grandchild_holds_the_pipes(
 async def test_a_kill_reaches_the_whole_family_and_the_exit_watch_does_not_reap(
     procs: ProcessBackend, tmp_path: Path
 ) -> None:
-    marker, env = marker_env(tmp_path)
     pid_file = tmp_path / "pids"
-    run = RunProcess(
-        [sys.executable, "-u", "-c", FAMILY, str(pid_file)],
-        env,
-        tmp_path,
-        marker,
-        Lines(),
-        kill_grace_s=0.5,
-        procs=procs,
-    )
+    run = run_process([sys.executable, "-u", "-c", FAMILY, str(pid_file)], tmp_path, procs)
     await asyncio.to_thread(run.start)
     pids = await asyncio.to_thread(wait_for_pids, pid_file, 3)
     run.request_kill()
@@ -259,18 +265,8 @@ async def test_a_kill_reaches_the_whole_family_and_the_exit_watch_does_not_reap(
 async def test_a_wrappers_exit_for_a_killed_child_reads_as_the_signal(
     procs: ProcessBackend, tmp_path: Path, wrapped: bool, code: int
 ) -> None:
-    marker, env = marker_env(tmp_path)
     # the outer shell exits as bubblewrap does when its child dies of SIGKILL: 128 + 9
-    run = RunProcess(
-        ["sh", "-c", "sh -c 'kill -9 $$'; exit $?"],
-        env,
-        tmp_path,
-        marker,
-        Lines(),
-        kill_grace_s=0.5,
-        procs=procs,
-        wrapped=wrapped,
-    )
+    run = run_process(["sh", "-c", "sh -c 'kill -9 $$'; exit $?"], tmp_path, procs, wrapped=wrapped)
     await asyncio.to_thread(run.start)
     outcome = await run.finish(timeout_s=30)
     assert (outcome.reason, outcome.exit_code) == ("exit", code)
